@@ -1,0 +1,228 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: zombie_scan
+short_description: Find zombie processes on a node, attribute them to containers and pods, count sightings
+description:
+  - Reads every C(/proc/PID/stat) once, finds zombies (state C(Z)) and walks each zombie's parent chain up to
+    a container shim (C(containerd-shim-runc-v2), the old C(docker-containerd-shim), C(conmon)).
+  - The process just below the shim is the container's init; the container ID comes from the runtime's bundle
+    (C(init.pid)), C(conmon) arguments or the init's cgroup, and the pod, namespace and container name from
+    node-local runtime files. No Kubernetes API and no cluster credentials are used.
+  - Each container's non-reaping parents are classified as C(application) (the container's own process),
+    C(runtime) (shim, runc, crun, conmon) or C(host).
+  - Sightings are kept in a local state file. A container is confirmed after O(confirm_count) consecutive runs
+    that still see the same zombies (same pid and start time); a run without them resets it.
+  - Changes nothing on the node's workloads. The only write is the state file.
+version_added: "0.1.0"
+author: zombie-cleaner contributors
+options:
+  proc_root:
+    description: Root of the process filesystem to scan. Set it to a fixture tree in tests.
+    type: path
+    default: /proc
+  state_path:
+    description: Sighting state file. Its directory is created with mode 0700; the file is written with mode 0600.
+    type: path
+    default: /var/lib/zombie-cleaner/state.json
+  confirm_count:
+    description: Consecutive runs that must see the same zombies before a container is confirmed.
+    type: int
+    default: 3
+  whitelist_patterns:
+    description:
+      - Regular expressions. A container is protected when one matches C(<namespace>-<pod>),
+        C(<namespace>/<pod>/<container>), or the plain Docker, podman or containerd container name.
+    type: list
+    elements: str
+    default: ['^kube-system-.*', '^monitoring-.*', '^logging-.*']
+  process_timeout:
+    description: Limit for the /proc scan and for waiting on the state lock. Durations like C(10s), C(1m).
+    type: str
+    default: 10s
+  check_interval:
+    description:
+      - How often the schedule runs (C(5m)). Used to warn when the gap since this node's previous run is more than
+        three times longer.
+    type: str
+    default: 5m
+  dry_run:
+    description:
+      - Accepted for symmetry with the rest of the job. A scan never changes workloads; in dry run it still counts
+        sightings so that a later real run knows what was confirmed.
+    type: bool
+    default: false
+  containerd_state_dir:
+    description: containerd's state directory (bundles with C(config.json) and C(init.pid)).
+    type: path
+    default: /run/containerd
+  docker_data_dir:
+    description: Docker's data root (C(containers/<id>/config.v2.json)).
+    type: path
+    default: /var/lib/docker
+  crio_storage_dir:
+    description: CRI-O's run storage (C(overlay-containers/<id>/userdata/config.json)).
+    type: path
+    default: /run/containers/storage
+  podman_storage_dir:
+    description: podman's storage (C(overlay-containers/<id>/userdata/config.json)).
+    type: path
+    default: /var/lib/containers/storage
+  pod_log_dir:
+    description: The kubelet's pod log directory (C(<namespace>_<pod>_<uid>)).
+    type: path
+    default: /var/log/pods
+attributes:
+  check_mode:
+    support: full
+    details: Everything is computed and returned; the state file is not written, not even moved aside if corrupt.
+  diff_mode:
+    support: full
+    details: Shows the sighting counts and zombies per container before and after.
+notes:
+  - Needs root on the node to read other users' C(/proc/PID/cmdline) and runtime files.
+  - Needs the host PID namespace; inside a container only that container's processes are visible.
+"""
+
+EXAMPLES = r"""
+- name: Scan this node with the original design's defaults
+  zombie_scan:
+
+- name: Scan with a faster confirmation and an extra protected namespace
+  zombie_scan:
+    confirm_count: 2
+    whitelist_patterns:
+      - '^kube-system-.*'
+      - '^payments-.*'
+  register: scan
+
+- name: Show what is confirmed and would be remediated
+  ansible.builtin.debug:
+    msg: "{{ scan.candidates }}"
+"""
+
+RETURN = r"""
+zombie_count:
+  description: Zombies found by this scan (host and containers).
+  returned: always
+  type: int
+  sample: 4
+container_zombie_count:
+  description: Zombies attributed to a container.
+  returned: always
+  type: int
+  sample: 3
+host_zombie_count:
+  description: Zombies outside any container (never remediated by a restart).
+  returned: always
+  type: int
+  sample: 1
+scanned_processes:
+  description: Processes read in the /proc pass.
+  returned: always
+  type: int
+  sample: 412
+scan_seconds:
+  description: Duration of the /proc pass and attribution.
+  returned: always
+  type: float
+  sample: 0.0123
+containers:
+  description: Containers holding zombies, most zombies first.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container_id: 3f4e...c2
+      id_source: bundle
+      runtime: containerd
+      containerd_namespace: k8s.io
+      namespace: default
+      pod: web-7d9f
+      container_name: app
+      pod_uid: 0b1c...
+      name: null
+      shim: {pid: 812, name: containerd-shim, start_time: 5512, kind: containerd, binary: containerd-shim-runc-v2, id: 9a...}
+      shim_shared: true
+      init: {pid: 845, name: sleep, start_time: 5530}
+      zombie_count: 3
+      zombies: [{pid: 901, ppid: 845, name: sh, start_time: 6011, parent_class: application}]
+      parents: [{pid: 845, name: sleep, start_time: 5530, parent_class: application, zombie_count: 3}]
+      parent_classes: [application]
+      sightings: 3
+      confirmed: true
+      protected: false
+      protected_by: null
+      runtime_fault: false
+      candidate: true
+      decision: confirmed
+host_groups:
+  description: Host zombies grouped by their parent, with sighting counts. Never candidates.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - key: "host:1:0"
+      parent: {pid: 1, name: init, start_time: 0}
+      parent_is_host_init: true
+      zombie_count: 1
+      sightings: 1
+vm_sandboxes:
+  description: VM-isolated shims (kata) met on the walk; their workloads are not visible in the host's /proc.
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+candidates:
+  description: IDs of confirmed, unprotected containers whose zombies an application parent holds.
+  returned: always
+  type: list
+  elements: str
+  sample: ["3f4e...c2"]
+summary:
+  description: Counts for a one-line report.
+  returned: always
+  type: dict
+  sample: {zombies: 4, host_zombies: 1, containers_with_zombies: 1, tracked_containers: 1, confirmed: 1,
+           protected: 0, candidates: 1, runtime_faults: 0}
+previous_run_age_seconds:
+  description: Seconds since this node's previous run, or null on the first.
+  returned: always
+  type: float
+  sample: 300.2
+warnings:
+  description: Things the operator should know (corrupt state kept aside, reboot, late schedule).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+state_path:
+  description: The state file used.
+  returned: always
+  type: str
+  sample: /var/lib/zombie-cleaner/state.json
+boot_id:
+  description: The node's boot id the sightings are tied to.
+  returned: always
+  type: str
+  sample: 2b0c0a1e-7f0e-4d5b-9a59-0c1c6f0f3f10
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.zombie_cleaner.module_args import SCAN_ARGUMENT_SPEC
+from ansible.module_utils.zombie_cleaner.runner import run_scan_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=SCAN_ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**run_scan_module(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs shared by the modules, so every module takes the same keys."""
+
+from __future__ import annotations
+
+from ansible.module_utils.zombie_cleaner.config import DEFAULT_WHITELIST
+
+# Where the runtimes keep their files; settable for fixture trees.
+RUNTIME_FILES_SPEC = dict(
+    containerd_state_dir=dict(type="path", default="/run/containerd"),
+    docker_data_dir=dict(type="path", default="/var/lib/docker"),
+    crio_storage_dir=dict(type="path", default="/run/containers/storage"),
+    podman_storage_dir=dict(type="path", default="/var/lib/containers/storage"),
+    pod_log_dir=dict(type="path", default="/var/log/pods"),
+)
+
+SCAN_ARGUMENT_SPEC = dict(
+    proc_root=dict(type="path", default="/proc"),
+    state_path=dict(type="path", default="/var/lib/zombie-cleaner/state.json"),
+    confirm_count=dict(type="int", default=3),
+    whitelist_patterns=dict(type="list", elements="str", default=list(DEFAULT_WHITELIST)),
+    process_timeout=dict(type="str", default="10s"),
+    check_interval=dict(type="str", default="5m"),
+    dry_run=dict(type="bool", default=False),
+    **RUNTIME_FILES_SPEC
+)
+
+
+def runtime_files(params):
+    return {key: params[key] for key in RUNTIME_FILES_SPEC}

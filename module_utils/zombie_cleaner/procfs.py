@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read-only access to a /proc tree.
+
+One pass reads every /proc/PID/stat; everything else (cmdline, cgroup,
+status) is read on demand, only for zombies and their ancestors.
+Nothing here needs more than the Python standard library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+# pid, ppid, state, name, start_time (clock ticks since boot, field 22)
+ProcStat = namedtuple("ProcStat", "pid ppid state name start_time")
+
+
+def parse_stat(data):
+    """Parse the bytes of /proc/PID/stat into a ProcStat, or None if malformed.
+
+    The name sits between the first '(' and the LAST ')': a process may call
+    itself "a) (b" and only the last parenthesis is reliable.
+    """
+    left = data.find(b"(")
+    right = data.rfind(b")")
+    if left < 0 or right < left:
+        return None
+    # After ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt
+    # cmajflt utime stime cutime cstime priority nice threads itrealvalue starttime
+    fields = data[right + 2:].split(b" ", 20)
+    if len(fields) < 20:
+        return None
+    try:
+        return ProcStat(
+            int(data[:left]),
+            int(fields[1]),
+            fields[0].decode("ascii", "replace"),
+            data[left + 1:right].decode("utf-8", "replace"),
+            int(fields[19]),
+        )
+    except ValueError:
+        return None
+
+
+def read_stat(proc_root, pid):
+    """Return the ProcStat of one process, or None if it is gone or unreadable."""
+    try:
+        with open("%s/%d/stat" % (proc_root, pid), "rb") as handle:
+            return parse_stat(handle.read())
+    except OSError:
+        return None
+
+
+def scan(proc_root="/proc"):
+    """One pass over proc_root: {pid: ProcStat} for every readable process.
+
+    Processes that vanish mid-scan are skipped silently: that is the normal
+    life of a process table, not an error.
+    """
+    table = {}
+    prefix = proc_root + "/"
+    for name in os.listdir(proc_root):
+        if not name.isdigit():
+            continue
+        try:
+            with open(prefix + name + "/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        entry = parse_stat(data)
+        if entry is not None:
+            table[entry.pid] = entry
+    return table
+
+
+def read_cmdline(proc_root, pid):
+    """argv of a process as a list of str; [] for zombies, kernel threads, gone."""
+    try:
+        with open("%s/%d/cmdline" % (proc_root, pid), "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return []
+    if not data:
+        return []
+    return [part.decode("utf-8", "replace") for part in data.rstrip(b"\0").split(b"\0")]
+
+
+def read_cgroup(proc_root, pid):
+    """Lines of /proc/PID/cgroup as (hierarchy_id, controllers, path) tuples."""
+    try:
+        with open("%s/%d/cgroup" % (proc_root, pid), "r") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return []
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            entries.append((parts[0], parts[1], parts[2]))
+    return entries
+
+
+def read_status(proc_root, pid):
+    """/proc/PID/status as a dict of str -> str (empty if unreadable)."""
+    try:
+        with open("%s/%d/status" % (proc_root, pid), "r") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    status = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            status[key] = value.strip()
+    return status
+
+
+def read_boot_id(proc_root="/proc"):
+    """The kernel's boot id: sightings never survive a reboot."""
+    try:
+        with open(proc_root + "/sys/kernel/random/boot_id", "r") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""

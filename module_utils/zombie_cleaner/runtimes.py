@@ -1,0 +1,232 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container runtimes as they look from the node: shim processes and runtime files.
+
+Everything comes from node-local files; no runtime API, no Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+# /proc/PID/stat names are cut to 15 characters: containerd-shim-runc-v2 and
+# containerd-shim-kata-v2 both read "containerd-shim", docker-containerd-shim
+# reads "docker-containe". Only these names cost a cmdline read.
+SHIM_STAT_NAMES = frozenset(("containerd-shim", "docker-containe", "conmon"))
+
+# Names of runtime processes: a zombie whose parent is one of these is a
+# runtime fault, not an application that forgot to reap.
+RUNTIME_PROCESS_NAMES = frozenset((
+    "containerd-shim", "docker-containe", "conmon", "runc", "crun",
+    "runc:[0:PARENT]", "runc:[1:CHILD]", "runc:[2:INIT]", "containerd",
+    "dockerd", "crio", "podman",
+))
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# CRI-O's conmon -n: k8s_<container>_<pod>_<namespace>_<uid>_<attempt>
+_CRIO_NAME = re.compile(r"^k8s_(?P<container>[^_]+)_(?P<pod>[^_]+)_(?P<namespace>[^_]+)_(?P<uid>[^_]+)_(?P<attempt>\d+)$")
+
+
+def parse_flags(argv):
+    """Go-style and GLib-style flags: -x v, --x v, -x=v, --x=v. Returns {name: value}."""
+    flags = {}
+    positional = []
+    index = 1
+    while index < len(argv):
+        arg = argv[index]
+        if arg.startswith("-") and len(arg) > 1:
+            name = arg.lstrip("-")
+            if "=" in name:
+                name, value = name.split("=", 1)
+            elif index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+                index += 1
+                value = argv[index]
+            else:
+                value = ""
+            flags.setdefault(name, value)
+        else:
+            positional.append(arg)
+        index += 1
+    return flags, positional
+
+
+def identify_shim(argv):
+    """What kind of shim a command line belongs to, or None if it is not one.
+
+    A process merely named like a shim is not enough: the flags a real shim
+    is always started with must be there too.
+    """
+    if not argv:
+        return None
+    binary = os.path.basename(argv[0])
+    flags, positional = parse_flags(argv)
+    if binary.startswith("containerd-shim-kata"):
+        return {"kind": "kata", "binary": binary, "vm": True,
+                "namespace": flags.get("namespace"), "id": flags.get("id")}
+    if binary.startswith("containerd-shim-") and flags.get("id"):
+        namespace = flags.get("namespace") or "default"
+        return {"kind": "containerd", "binary": binary, "vm": False, "namespace": namespace,
+                "id": flags["id"], "runtime": "docker" if namespace == "moby" else "containerd"}
+    if binary in ("containerd-shim", "docker-containerd-shim"):
+        # shim v1: -namespace <ns> -workdir <state>/<ns>/<id>; very old docker:
+        # docker-containerd-shim <id> <bundle> docker-runc
+        workdir = flags.get("workdir", "")
+        shim_id = os.path.basename(workdir.rstrip("/")) if workdir else ""
+        if not shim_id:
+            shim_id = next((arg for arg in positional if _HEX64.match(arg)), "")
+        if not shim_id:
+            return None
+        namespace = flags.get("namespace") or "moby"
+        return {"kind": "containerd-v1", "binary": binary, "vm": False, "namespace": namespace,
+                "id": shim_id, "runtime": "docker" if namespace == "moby" or binary.startswith("docker") else "containerd"}
+    if binary == "conmon":
+        cid = flags.get("c") or flags.get("cid")
+        if not cid:
+            return None
+        # podman passes itself as --exit-command; CRI-O does not.
+        runtime = "podman" if any("podman" in arg for arg in argv) else "cri-o"
+        return {"kind": "conmon", "binary": binary, "vm": False, "namespace": None, "id": cid,
+                "runtime": runtime, "name": flags.get("n") or flags.get("name"),
+                "bundle": flags.get("b") or flags.get("bundle"),
+                "oci_runtime": flags.get("r") or flags.get("runtime")}
+    return None
+
+
+def _read_json(path):
+    try:
+        with open(path, "r") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+class RuntimeFiles:
+    """Cached look-ups in runtime state directories; the roots are settable for tests."""
+
+    def __init__(self, containerd_state_dir="/run/containerd", docker_data_dir="/var/lib/docker",
+                 crio_storage_dir="/run/containers/storage", podman_storage_dir="/var/lib/containers/storage",
+                 pod_log_dir="/var/log/pods"):
+        self.containerd_state_dir = containerd_state_dir
+        self.docker_data_dir = docker_data_dir
+        self.crio_storage_dir = crio_storage_dir
+        self.podman_storage_dir = podman_storage_dir
+        self.pod_log_dir = pod_log_dir
+        self._init_pids = {}
+        self._pod_logs = None
+
+    def _containerd_bundles(self, namespace):
+        return [os.path.join(self.containerd_state_dir, "io.containerd.runtime.v2.task", namespace),
+                os.path.join(self.containerd_state_dir, "io.containerd.runtime.v1.linux", namespace)]
+
+    def containerd_init_pids(self, namespace):
+        """{init pid: container id} from the init.pid file the shim writes in each bundle."""
+        if namespace not in self._init_pids:
+            found = {}
+            for base in self._containerd_bundles(namespace):
+                try:
+                    names = os.listdir(base)
+                except OSError:
+                    continue
+                for name in names:
+                    try:
+                        with open(os.path.join(base, name, "init.pid"), "r") as handle:
+                            found.setdefault(int(handle.read().strip()), name)
+                    except (OSError, ValueError):
+                        continue
+            self._init_pids[namespace] = found
+        return self._init_pids[namespace]
+
+    def containerd_annotations(self, namespace, container_id):
+        for base in self._containerd_bundles(namespace):
+            spec = _read_json(os.path.join(base, container_id, "config.json"))
+            if isinstance(spec, dict):
+                return spec.get("annotations") or {}
+        return {}
+
+    def docker_config(self, container_id):
+        """(name, labels) from Docker's config.v2.json."""
+        config = _read_json(os.path.join(self.docker_data_dir, "containers", container_id, "config.v2.json"))
+        if not isinstance(config, dict):
+            return None, {}
+        name = (config.get("Name") or "").lstrip("/") or None
+        labels = (config.get("Config") or {}).get("Labels") or {}
+        return name, labels
+
+    def conmon_annotations(self, runtime, container_id, bundle=None):
+        roots = [self.crio_storage_dir, self.podman_storage_dir]
+        if runtime == "podman":
+            roots.reverse()
+        paths = [os.path.join(bundle, "config.json")] if bundle else []
+        paths += [os.path.join(root, "overlay-containers", container_id, "userdata", "config.json") for root in roots]
+        for path in paths:
+            spec = _read_json(path)
+            if isinstance(spec, dict):
+                return spec.get("annotations") or {}
+        return {}
+
+    def pod_from_log_dir(self, pod_uid):
+        """(namespace, pod) from /var/log/pods/<namespace>_<pod>_<uid>."""
+        if self._pod_logs is None:
+            self._pod_logs = {}
+            try:
+                names = os.listdir(self.pod_log_dir)
+            except OSError:
+                names = []
+            for name in names:
+                parts = name.split("_")
+                if len(parts) == 3:
+                    self._pod_logs[parts[2]] = (parts[0], parts[1])
+        return self._pod_logs.get(pod_uid, (None, None))
+
+    def describe(self, runtime, shim, container_id, pod_uid=None):
+        """Kubernetes identity and runtime name of a container, from node-local files."""
+        info = {"namespace": None, "pod": None, "container_name": None, "pod_uid": pod_uid,
+                "name": None, "container_type": None, "sandbox_id": None}
+        kube = {}
+        if shim and shim["kind"] in ("containerd", "containerd-v1"):
+            annotations = self.containerd_annotations(shim["namespace"], container_id)
+            kube = {
+                "namespace": annotations.get("io.kubernetes.cri.sandbox-namespace"),
+                "pod": annotations.get("io.kubernetes.cri.sandbox-name"),
+                "container_name": annotations.get("io.kubernetes.cri.container-name"),
+                "pod_uid": annotations.get("io.kubernetes.cri.sandbox-uid"),
+                "container_type": annotations.get("io.kubernetes.cri.container-type"),
+                "sandbox_id": annotations.get("io.kubernetes.cri.sandbox-id"),
+            }
+            if shim["namespace"] != "moby":
+                info["name"] = container_id
+        if runtime == "docker":
+            name, labels = self.docker_config(container_id)
+            info["name"] = name
+            kube = {
+                "namespace": labels.get("io.kubernetes.pod.namespace"),
+                "pod": labels.get("io.kubernetes.pod.name"),
+                "container_name": labels.get("io.kubernetes.container.name"),
+                "pod_uid": labels.get("io.kubernetes.pod.uid"),
+            }
+        elif shim and shim["kind"] == "conmon":
+            annotations = self.conmon_annotations(runtime, container_id, shim.get("bundle"))
+            kube = {
+                "namespace": annotations.get("io.kubernetes.pod.namespace"),
+                "pod": annotations.get("io.kubernetes.pod.name"),
+                "container_name": annotations.get("io.kubernetes.container.name"),
+                "pod_uid": annotations.get("io.kubernetes.pod.uid"),
+            }
+            name = shim.get("name")
+            crio_name = _CRIO_NAME.match(name or "")
+            if crio_name:
+                for key in ("namespace", "pod", "container"):
+                    target = "container_name" if key == "container" else key
+                    kube[target] = kube.get(target) or crio_name.group(key)
+                kube["pod_uid"] = kube.get("pod_uid") or crio_name.group("uid")
+            else:
+                info["name"] = name
+        for key, value in kube.items():
+            if value:
+                info[key] = value
+        if info["pod_uid"] and not info["pod"]:
+            info["namespace"], info["pod"] = self.pod_from_log_dir(info["pod_uid"])
+        return info

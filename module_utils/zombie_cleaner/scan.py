@@ -1,0 +1,171 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One scan of a node: read /proc, attribute, count sightings, decide candidates."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+
+from ansible.module_utils.zombie_cleaner import attribution, config, procfs, runtimes, state
+
+
+class ScanTimeout(Exception):
+    """The scan took longer than process_timeout."""
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Raise ScanTimeout in this (main) thread once seconds have passed.
+
+    A timer signal costs nothing inside the hot /proc loop, unlike checking
+    the clock per process. Outside the main thread it is simply not armed.
+    """
+    def expire(signum, frame):
+        raise ScanTimeout("the /proc scan took longer than process_timeout (%.1fs)" % seconds)
+
+    try:
+        previous = signal.signal(signal.SIGALRM, expire)
+    except ValueError:
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class ScanOptions:
+    """Validated scan settings. Raises config.ConfigError on the first bad one."""
+
+    def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
+                 confirm_count=3, whitelist_patterns=None, process_timeout="10s",
+                 check_interval="5m", runtime_files=None):
+        self.proc_root = proc_root.rstrip("/") or "/"
+        self.state_path = state_path
+        self.confirm_count = config.positive_int("confirm_count", confirm_count)
+        self.whitelist_patterns = list(config.DEFAULT_WHITELIST if whitelist_patterns is None else whitelist_patterns)
+        self.whitelist = config.compile_whitelist(self.whitelist_patterns)
+        self.process_timeout = config.parse_duration("process_timeout", process_timeout)
+        self.check_interval = config.parse_duration("check_interval", check_interval)
+        self.runtime_files = runtime_files or {}
+
+
+def _ranked(containers):
+    return sorted(containers, key=lambda item: (-item["zombie_count"], item["container_id"]))
+
+
+def decide(container, entry, whitelist):
+    """Fill in sightings, confirmation, protection and candidacy of one container."""
+    container["sightings"] = entry["count"]
+    container["confirmed"] = entry["confirmed"]
+    container["since"] = entry["since"]
+    protection = config.protecting_pattern(whitelist, container)
+    container["protected"] = protection is not None
+    container["protected_by"] = {"pattern": protection[0], "subject": protection[1]} if protection else None
+    container["runtime_fault"] = attribution.RUNTIME in container["parent_classes"]
+    curable = attribution.APPLICATION in container["parent_classes"]
+    if not container["confirmed"]:
+        reason = "seen %d of %d runs" % (entry["count"], entry.get("confirm_count", 0))
+    elif container["protected"]:
+        reason = "protected by whitelist pattern %s" % protection[0]
+    elif container["shim"] is None:
+        reason = "no shim found: cannot act on a container whose runtime process is unknown"
+    elif not curable:
+        reason = "zombies held by the runtime itself (%s): a restart of the application will not cure it" % (
+            container["shim"]["binary"])
+    else:
+        reason = "confirmed"
+    container["candidate"] = reason == "confirmed"
+    container["decision"] = reason
+    return container
+
+
+def _container_identity(record):
+    keep = {key: record.get(key) for key in ("runtime", "namespace", "pod", "container_name", "name")}
+    keep["init"] = record["init"] and [record["init"]["pid"], record["init"]["start_time"]]
+    keep["shim"] = record["shim"] and [record["shim"]["pid"], record["shim"]["start_time"]]
+    return keep
+
+
+def run_scan(options, check_mode=False, now=None):
+    """Scan the node and update its sighting state (unless check_mode). Returns the result dict."""
+    started = time.monotonic()
+    now = now if now is not None else time.time()
+    boot_id = procfs.read_boot_id(options.proc_root)
+    if not check_mode:
+        state.prepare_directory(options.state_path)
+    with deadline(options.process_timeout):
+        table = procfs.scan(options.proc_root)
+        zombies = [stat for stat in table.values() if stat.state == "Z"]
+        attributor = attribution.Attributor(table, options.proc_root,
+                                            runtimes.RuntimeFiles(**options.runtime_files))
+        containers, host_groups = attributor.attribute(zombies)
+    scan_seconds = time.monotonic() - started
+
+    lock = state.Lock(options.state_path, options.process_timeout) if not check_mode else contextlib.nullcontext()
+    with lock:
+        current, warnings = state.load(options.state_path, boot_id, move_corrupt=not check_mode, now=now)
+        before = state.sighting_view(current)
+        new = dict(current)
+        new["containers"] = state.update_sightings(current["containers"], containers, now,
+                                                   options.confirm_count, _container_identity)
+        new["host_groups"] = state.update_sightings(current["host_groups"], host_groups, now,
+                                                    options.confirm_count)
+        new["last_run"] = now
+        new["boot_id"] = boot_id
+        after = state.sighting_view(new)
+        changed = before != after
+        if not check_mode:
+            state.save(options.state_path, new)
+
+    previous_run = current.get("last_run")
+    gap = now - previous_run if previous_run else None
+    if gap is not None and gap > 3 * options.check_interval:
+        warnings.append("%.0fs since the previous run on this node, check_interval is %.0fs: confirmation "
+                        "takes longer than planned (is the schedule running?)" % (gap, options.check_interval))
+
+    container_list = []
+    for key, record in containers.items():
+        entry = dict(new["containers"][key], confirm_count=options.confirm_count)
+        container_list.append(decide(record, entry, options.whitelist))
+    container_list = _ranked(container_list)
+    host_list = []
+    for key, group in sorted(host_groups.items()):
+        entry = new["host_groups"][key]
+        group.update(sightings=entry["count"], confirmed=entry["confirmed"], candidate=False)
+        host_list.append(group)
+
+    host_zombie_count = sum(group["zombie_count"] for group in host_list)
+    result = {
+        "changed": changed,
+        "boot_id": boot_id,
+        "state_path": options.state_path,
+        "scanned_processes": len(table),
+        "scan_seconds": round(scan_seconds, 6),
+        "zombie_count": len(zombies),
+        "container_zombie_count": len(zombies) - host_zombie_count,
+        "host_zombie_count": host_zombie_count,
+        "containers": container_list,
+        "host_groups": host_list,
+        "vm_sandboxes": attributor.vm_sandboxes(),
+        "candidates": [item["container_id"] for item in container_list if item["candidate"]],
+        "previous_run_age_seconds": round(gap, 3) if gap is not None else None,
+        "warnings": warnings,
+        "summary": {
+            "zombies": len(zombies),
+            "host_zombies": host_zombie_count,
+            "containers_with_zombies": len(container_list),
+            "tracked_containers": len(new["containers"]),
+            "confirmed": sum(1 for item in container_list if item["confirmed"]),
+            "protected": sum(1 for item in container_list if item["protected"]),
+            "candidates": sum(1 for item in container_list if item["candidate"]),
+            "runtime_faults": sum(1 for item in container_list if item["runtime_fault"]),
+        },
+        "diff": {"before": before, "after": after},
+    }
+    return result
