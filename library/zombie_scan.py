@@ -196,7 +196,7 @@ previous_run_age_seconds:
   returned: always
   type: float
   sample: 300.2
-warnings:
+node_warnings:
   description: Things the operator should know (corrupt state kept aside, reboot, late schedule).
   returned: always
   type: list

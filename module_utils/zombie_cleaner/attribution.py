@@ -92,7 +92,7 @@ class Attributor:
         containers = {}
         host_groups = {}
         own_cgroup_by_parent = {}
-        for zombie in zombies:
+        for zombie in sorted(zombies):
             parent = self.table.get(zombie.ppid)
             if self.shim(zombie.ppid):
                 # The shim itself did not reap: the zombie was the container's
@@ -143,9 +143,8 @@ class Attributor:
         if shim_info.get("vm"):
             return None
         init_stat = self.table.get(init_pid)
-        identity = {"container_id": None, "runtime": None, "pod_uid": None}
-        if init_stat is not None and init_stat.state != "Z":
-            identity = cgroups.identity_from_cgroups(procfs.read_cgroup(self.proc_root, init_pid))
+        # A zombie init keeps only its v2 cgroup line; identity_from_cgroups skips "/".
+        identity = cgroups.identity_from_cgroups(procfs.read_cgroup(self.proc_root, init_pid))
         container_id = None
         id_source = None
         if shim_info["kind"] in ("containerd", "containerd-v1"):

@@ -24,7 +24,9 @@ def run_scan_module(module):
         module.fail_json(msg=str(error))
     except OSError as error:
         module.fail_json(msg="cannot read %s: %s" % (options.proc_root, error))
-    for warning in result.pop("warnings"):
+    # Kept in the result for reports, and raised as Ansible warnings for the operator.
+    result["node_warnings"] = result.pop("warnings")
+    for warning in result["node_warnings"]:
         module.warn(warning)
     diff = result.pop("diff")
     if module._diff:

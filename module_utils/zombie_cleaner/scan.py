@@ -70,7 +70,7 @@ def decide(container, entry, whitelist):
     container["runtime_fault"] = attribution.RUNTIME in container["parent_classes"]
     curable = attribution.APPLICATION in container["parent_classes"]
     if not container["confirmed"]:
-        reason = "seen %d of %d runs" % (entry["count"], entry.get("confirm_count", 0))
+        reason = "not confirmed yet"
     elif container["protected"]:
         reason = "protected by whitelist pattern %s" % protection[0]
     elif container["shim"] is None:
@@ -90,6 +90,30 @@ def _container_identity(record):
     keep["init"] = record["init"] and [record["init"]["pid"], record["init"]["start_time"]]
     keep["shim"] = record["shim"] and [record["shim"]["pid"], record["shim"]["start_time"]]
     return keep
+
+
+def _label(container):
+    if container.get("pod"):
+        return "%s/%s/%s" % (container.get("namespace"), container["pod"], container.get("container_name") or "")
+    return container.get("name") or container["container_id"][:12]
+
+
+def report_lines(containers, host_groups):
+    """Human lines for the play output: a summary, then one line per container and host parent."""
+    zombies = sum(item["zombie_count"] for item in containers) + sum(g["zombie_count"] for g in host_groups)
+    lines = ["%d zombies: %d in %d containers (%d confirmed, %d protected, %d to remediate), %d on the host" % (
+        zombies, sum(item["zombie_count"] for item in containers), len(containers),
+        sum(1 for item in containers if item["confirmed"]), sum(1 for item in containers if item["protected"]),
+        sum(1 for item in containers if item["candidate"]), sum(g["zombie_count"] for g in host_groups))]
+    for item in containers:
+        parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item["parents"])
+        lines.append("%s (%s %s): %d zombies, parent %s, seen %d/%s: %s" % (
+            _label(item), item["runtime"], item["container_id"][:12], item["zombie_count"], parents,
+            item["sightings"], item.get("confirm_count", "?"), item["decision"]))
+    for group in host_groups:
+        lines.append("host: %d zombies of %s[%s], seen %d runs" % (
+            group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"]))
+    return lines
 
 
 def run_scan(options, check_mode=False, now=None):
@@ -131,7 +155,8 @@ def run_scan(options, check_mode=False, now=None):
 
     container_list = []
     for key, record in containers.items():
-        entry = dict(new["containers"][key], confirm_count=options.confirm_count)
+        entry = new["containers"][key]
+        record["confirm_count"] = options.confirm_count
         container_list.append(decide(record, entry, options.whitelist))
     container_list = _ranked(container_list)
     host_list = []
@@ -143,6 +168,7 @@ def run_scan(options, check_mode=False, now=None):
     host_zombie_count = sum(group["zombie_count"] for group in host_list)
     result = {
         "changed": changed,
+        "report": report_lines(container_list, host_list),
         "boot_id": boot_id,
         "state_path": options.state_path,
         "scanned_processes": len(table),

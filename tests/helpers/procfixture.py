@@ -1,0 +1,71 @@
+"""Fixture /proc trees and runtime directories, for runtimes that cannot run here."""
+
+import json
+import os
+from pathlib import Path
+
+
+class FakeNode:
+    """A /proc tree plus runtime state directories under one temporary root."""
+
+    def __init__(self, root, boot_id="11111111-2222-3333-4444-555555555555"):
+        self.root = Path(root)
+        self.proc = self.root / "proc"
+        (self.proc / "sys/kernel/random").mkdir(parents=True, exist_ok=True)
+        (self.proc / "sys/kernel/random/boot_id").write_text(boot_id + "\n")
+        self.containerd = self.root / "run/containerd"
+        self.docker = self.root / "var/lib/docker"
+        self.crio = self.root / "run/containers/storage"
+        self.podman = self.root / "var/lib/containers/storage"
+        self.pod_logs = self.root / "var/log/pods"
+        self._next_start = 1000
+
+    def runtime_files(self):
+        return {"containerd_state_dir": str(self.containerd), "docker_data_dir": str(self.docker),
+                "crio_storage_dir": str(self.crio), "podman_storage_dir": str(self.podman),
+                "pod_log_dir": str(self.pod_logs)}
+
+    def add(self, pid, ppid, name, state="S", start=None, cmdline=None, cgroup=None):
+        """One process. cgroup: a path for every line (v1 + v2), or a full text."""
+        if start is None:
+            self._next_start += 1
+            start = self._next_start
+        directory = self.proc / str(pid)
+        directory.mkdir(parents=True, exist_ok=True)
+        rest = [state, ppid, pid, pid, 0, -1, 4194560, 0, 0, 0, 0, 1, 1, 0, 0, 20, 0, 1, 0, start,
+                1000, 10, 18446744073709551615]
+        (directory / "stat").write_text("%d (%s) %s\n" % (pid, name, " ".join(str(v) for v in rest)))
+        argv = [] if state == "Z" else (cmdline or [name])
+        (directory / "cmdline").write_bytes(b"".join(a.encode() + b"\0" for a in argv))
+        if cgroup is None:
+            cgroup = "/"
+        if "\n" not in cgroup and ":" not in cgroup:
+            path = cgroup
+            v1 = "/" if state == "Z" else path
+            cgroup = "12:pids:%s\n4:memory:%s\n1:name=systemd:%s\n0::%s\n" % (v1, v1, v1, path)
+        (directory / "cgroup").write_text(cgroup)
+        (directory / "status").write_text("Name:\t%s\nState:\t%s\nTracerPid:\t0\n" % (name[:15], state))
+        return start
+
+    def containerd_bundle(self, namespace, container_id, init_pid, annotations=None, v1=False):
+        kind = "io.containerd.runtime.v1.linux" if v1 else "io.containerd.runtime.v2.task"
+        bundle = self.containerd / kind / namespace / container_id
+        bundle.mkdir(parents=True, exist_ok=True)
+        (bundle / "config.json").write_text(json.dumps({"ociVersion": "1.0.2", "annotations": annotations or {}}))
+        (bundle / "init.pid").write_text(str(init_pid))
+        return bundle
+
+    def docker_config(self, container_id, name, labels=None):
+        directory = self.docker / "containers" / container_id
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.v2.json").write_text(json.dumps(
+            {"ID": container_id, "Name": "/" + name, "Config": {"Labels": labels or {}}}))
+
+    def conmon_userdata(self, storage, container_id, annotations):
+        directory = Path(storage) / "overlay-containers" / container_id / "userdata"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(json.dumps({"annotations": annotations}))
+        return directory
+
+    def pod_log_dir(self, namespace, pod, uid):
+        os.makedirs(self.pod_logs / ("%s_%s_%s" % (namespace, pod, uid)), exist_ok=True)

@@ -1,0 +1,220 @@
+"""Attribution over fixture /proc trees: one per runtime layout, including those that cannot run here."""
+
+import pytest
+
+from ansible.module_utils.zombie_cleaner import attribution, procfs, runtimes
+from helpers.procfixture import FakeNode
+
+SANDBOX = "5" * 64
+APP = "a" * 64
+SIDECAR = "b" * 64
+UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+CRI_SHIM = ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", SANDBOX,
+            "-address", "/run/containerd/containerd.sock"]
+
+
+def attribute(node):
+    table = procfs.scan(str(node.proc))
+    worker = attribution.Attributor(table, str(node.proc), runtimes.RuntimeFiles(**node.runtime_files()))
+    containers, hosts = worker.attribute([p for p in table.values() if p.state == "Z"])
+    return containers, hosts, worker
+
+
+def cri_annotations(container_id, name, kind="container"):
+    return {"io.kubernetes.cri.container-type": kind, "io.kubernetes.cri.sandbox-id": SANDBOX,
+            "io.kubernetes.cri.sandbox-name": "web-1", "io.kubernetes.cri.sandbox-namespace": "shop",
+            "io.kubernetes.cri.sandbox-uid": UID, "io.kubernetes.cri.container-name": name}
+
+
+def containerd_pod(node):
+    """One CRI shim serving a pod sandbox (pause) and two app containers."""
+    node.add(1, 0, "systemd")
+    node.add(50, 1, "containerd")
+    node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
+    pod = "/kubepods/besteffort/pod%s/" % UID
+    node.add(101, 100, "pause", cgroup=pod + SANDBOX)
+    node.add(110, 100, "app server", cgroup=pod + APP)
+    node.add(111, 110, "worker", state="Z", cgroup=pod + APP)
+    node.add(112, 110, "worker", state="Z", cgroup=pod + APP)
+    node.add(120, 100, "sidecar", cgroup=pod + SIDECAR)
+    node.add(121, 120, "sh", cgroup=pod + SIDECAR)          # a child of init that does not reap
+    node.add(122, 121, "probe", state="Z", cgroup=pod + SIDECAR)
+    node.containerd_bundle("k8s.io", SANDBOX, 101, cri_annotations(SANDBOX, None, "sandbox"))
+    node.containerd_bundle("k8s.io", APP, 110, cri_annotations(APP, "app"))
+    node.containerd_bundle("k8s.io", SIDECAR, 120, cri_annotations(SIDECAR, "sidecar"))
+
+
+def test_containerd_cri_pod_sandbox_with_two_containers(tmp_path):
+    node = FakeNode(tmp_path)
+    containerd_pod(node)
+    containers, hosts, _ = attribute(node)
+    assert hosts == {}
+    assert sorted(containers) == [APP, SIDECAR]
+    app = containers[APP]
+    assert (app["namespace"], app["pod"], app["container_name"], app["pod_uid"]) == ("shop", "web-1", "app", UID)
+    assert app["runtime"] == "containerd" and app["containerd_namespace"] == "k8s.io"
+    assert app["shim"]["pid"] == 100 and app["shim"]["id"] == SANDBOX and app["shim_shared"] is True
+    assert app["init"]["pid"] == 110 and app["init"]["name"] == "app server"
+    assert app["id_source"] == "bundle"
+    assert [z["pid"] for z in app["zombies"]] == [111, 112]
+    assert app["parent_classes"] == ["application"]
+    sidecar = containers[SIDECAR]
+    assert sidecar["parents"] == [dict(pid=121, name="sh", start_time=sidecar["parents"][0]["start_time"],
+                                       parent_class="application", zombie_count=1)]
+
+
+def test_containerd_without_bundle_falls_back_to_systemd_cgroup(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
+    slice_ = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/" % UID.replace("-", "_")
+    node.add(110, 100, "app", cgroup=slice_ + "cri-containerd-%s.scope" % APP)
+    node.add(111, 110, "w", state="Z", cgroup=slice_ + "cri-containerd-%s.scope" % APP)
+    node.pod_log_dir("shop", "web-1", UID)
+    containers, _, _ = attribute(node)
+    app = containers[APP]
+    assert app["id_source"] == "cgroup" and app["pod_uid"] == UID
+    assert (app["namespace"], app["pod"]) == ("shop", "web-1")  # from /var/log/pods
+
+
+def test_docker_container_with_cri_dockerd_labels(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(200, 1, "containerd-shim", cmdline=["containerd-shim-runc-v2", "-namespace", "moby", "-id", APP,
+                                                  "-address", "/run/containerd/containerd.sock"])
+    node.add(210, 200, "node", cgroup="/docker/" + APP)
+    node.add(211, 210, "npm", state="Z")
+    node.docker_config(APP, "k8s_app_web-1_shop_%s_0" % UID, {
+        "io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop",
+        "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": UID})
+    containers, _, _ = attribute(node)
+    record = containers[APP]
+    assert record["runtime"] == "docker" and record["id_source"] == "cgroup"
+    assert (record["namespace"], record["pod"], record["container_name"]) == ("shop", "web-1", "app")
+    assert record["shim_shared"] is False
+
+
+def test_old_docker_containerd_shim(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(300, 1, "docker-containe", cmdline=[
+        "docker-containerd-shim", "-namespace", "moby", "-workdir",
+        "/var/lib/docker/containerd/daemon/io.containerd.runtime.v1.linux/moby/" + APP,
+        "-address", "/var/run/docker/containerd/docker-containerd.sock", "-runtime-root", "/var/run/docker/runtime-runc"])
+    node.add(310, 300, "java", cgroup="8:pids:/docker/%s\n1:name=systemd:/docker/%s\n" % (APP, APP))
+    node.add(311, 310, "sh", state="Z", cgroup="8:pids:/\n1:name=systemd:/\n")
+    node.docker_config(APP, "legacy-app")
+    containers, _, _ = attribute(node)
+    assert containers[APP]["shim"]["kind"] == "containerd-v1"
+    assert containers[APP]["runtime"] == "docker" and containers[APP]["name"] == "legacy-app"
+
+
+def test_very_old_docker_shim_with_positional_id(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(300, 1, "docker-containe", cmdline=["docker-containerd-shim", APP, "/var/run/docker/libcontainerd/" + APP,
+                                                  "docker-runc"])
+    node.add(310, 300, "java")
+    node.add(311, 310, "sh", state="Z")
+    containers, _, _ = attribute(node)
+    assert containers[APP]["id_source"] == "shim"
+
+
+def test_crio_conmon(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(400, 1, "conmon", cmdline=[
+        "/usr/bin/conmon", "-b", "/run/containers/storage/overlay-containers/%s/userdata" % APP, "-c", APP,
+        "--exit-dir", "/var/run/crio/exits", "-n", "k8s_app_web-1_shop_%s_0" % UID, "-r", "/usr/bin/runc",
+        "-u", APP, "-s"])
+    node.add(410, 400, "nginx", cgroup="/kubepods.slice/kubepods-pod%s.slice/crio-%s.scope" % (UID.replace("-", "_"), APP))
+    node.add(411, 410, "nginx", state="Z")
+    containers, _, _ = attribute(node)
+    record = containers[APP]
+    assert record["runtime"] == "cri-o" and record["id_source"] == "conmon"
+    assert (record["namespace"], record["pod"], record["container_name"], record["pod_uid"]) == (
+        "shop", "web-1", "app", UID)
+
+
+def test_crio_annotations_win_over_conmon_name(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(400, 1, "conmon", cmdline=["/usr/bin/conmon", "-c", APP, "-n", "k8s_x_y_z_%s_0" % UID])
+    node.add(410, 400, "nginx")
+    node.add(411, 410, "nginx", state="Z")
+    node.conmon_userdata(node.crio, APP, {"io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop",
+                                          "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": UID})
+    containers, _, _ = attribute(node)
+    assert (containers[APP]["namespace"], containers[APP]["pod"]) == ("shop", "web-1")
+
+
+def test_podman_conmon_as_parent_is_a_runtime_fault(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(500, 1, "conmon", cmdline=[
+        "/usr/bin/conmon", "--api-version", "1", "-c", APP, "-u", APP, "-r", "/usr/bin/crun",
+        "-b", "/var/lib/containers/storage/overlay-containers/%s/userdata" % APP, "-n", "web",
+        "--exit-command", "/usr/bin/podman", "--exit-command-arg", "container"])
+    node.add(510, 500, "sleep", state="Z")   # the init died and conmon did not reap it
+    containers, _, _ = attribute(node)
+    record = containers[APP]
+    assert record["runtime"] == "podman" and record["name"] == "web"
+    assert record["parent_classes"] == ["runtime"] and record["init_is_zombie"] is True
+
+
+def test_kata_shim_is_reported_not_guessed(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(600, 1, "containerd-shim", cmdline=["/usr/bin/containerd-shim-kata-v2", "-namespace", "k8s.io",
+                                                  "-address", "/run/containerd/containerd.sock", "-id", SANDBOX])
+    node.add(601, 600, "virtiofsd", state="Z")
+    containers, hosts, worker = attribute(node)
+    assert containers == {}
+    assert [g["parent"]["pid"] for g in hosts.values()] == [600]
+    assert worker.vm_sandboxes() == [{"pid": 600, "binary": "containerd-shim-kata-v2", "id": SANDBOX}]
+
+
+def test_host_zombies_grouped_by_parent(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(1, 0, "init")
+    node.add(700, 1, "cron")
+    node.add(701, 700, "x) (y z", state="Z")
+    node.add(702, 700, "mail", state="Z")
+    node.add(703, 1, "gone", state="Z")
+    containers, hosts, _ = attribute(node)
+    assert containers == {}
+    groups = {g["parent"]["pid"]: g for g in hosts.values()}
+    assert sorted(groups) == [1, 700]
+    assert [z["name"] for z in groups[700]["zombies"]] == ["x) (y z", "mail"]
+    assert groups[1]["parent_is_host_init"] is True and groups[700]["parent_is_host_init"] is False
+
+
+def test_a_process_merely_named_like_a_shim_is_not_one(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(800, 1, "containerd-shim", cmdline=["/tmp/containerd-shim-runc-v2"])  # no -id: impostor
+    node.add(810, 800, "child")
+    node.add(811, 810, "z", state="Z")
+    containers, hosts, _ = attribute(node)
+    assert containers == {} and len(hosts) == 1
+
+
+def test_host_parent_of_a_zombie_in_a_container_cgroup_v2(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(900, 1, "kubelet")
+    node.add(901, 900, "nsenter", state="Z", cgroup="0::/kubepods/besteffort/pod%s/%s\n" % (UID, APP))
+    containers, hosts, _ = attribute(node)
+    assert hosts == {}
+    assert containers[APP]["parent_classes"] == ["host"] and containers[APP]["shim"] is None
+
+
+def test_zombie_that_is_a_child_of_the_shim_is_a_runtime_fault(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
+    node.add(101, 100, "pause", cgroup="/kubepods/besteffort/pod%s/%s" % (UID, SANDBOX))
+    node.add(130, 100, "probe.sh", state="Z", cgroup="0::/kubepods/besteffort/pod%s/%s\n" % (UID, APP))
+    containers, _, _ = attribute(node)
+    assert containers[APP]["parent_classes"] == ["runtime"]
+
+
+@pytest.mark.parametrize("zombies", [1, 50])
+def test_cmdline_is_read_only_for_shim_like_ancestors(tmp_path, zombies):
+    node = FakeNode(tmp_path)
+    containerd_pod(node)
+    for pid in range(2000, 2000 + zombies):
+        node.add(pid, 110, "w", state="Z")
+    for pid in range(3000, 3100):
+        node.add(pid, 1, "busy")      # unrelated live processes
+    _, _, worker = attribute(node)
+    assert worker.cmdline_reads == 1

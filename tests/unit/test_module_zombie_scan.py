@@ -1,0 +1,111 @@
+"""The zombie_scan module over fixture trees: arguments, check and diff mode, failures."""
+
+import os
+
+import pytest
+
+import zombie_scan
+from helpers.modules import ModuleFail, run_module
+from helpers.procfixture import FakeNode
+
+APP = "a" * 64
+PROTECTED = "b" * 64
+
+
+def fixture_node(tmp_path):
+    node = FakeNode(tmp_path / "node")
+    node.add(1, 0, "init")
+    for shim, cid, name, ns in ((100, APP, "shop-web", "shop"), (200, PROTECTED, "kube-proxy", "kube-system")):
+        node.add(shim, 1, "containerd-shim", cmdline=["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", cid])
+        node.add(shim + 1, shim, "app", cgroup="/k8s.io/" + cid)
+        node.add(shim + 2, shim + 1, "child", state="Z")
+        node.containerd_bundle("k8s.io", cid, shim + 1, {
+            "io.kubernetes.cri.sandbox-name": name, "io.kubernetes.cri.sandbox-namespace": ns,
+            "io.kubernetes.cri.container-name": "main"})
+    node.add(300, 1, "cron")
+    node.add(301, 300, "mail", state="Z")
+    return node
+
+
+def args_for(node, tmp_path, **extra):
+    args = dict(proc_root=str(node.proc), state_path=str(tmp_path / "state" / "state.json"),
+                **node.runtime_files())
+    args.update(extra)
+    return args
+
+
+def test_confirmation_on_the_third_run_and_whitelist(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    results = [run_module(monkeypatch, zombie_scan, args_for(node, tmp_path)) for _ in range(3)]
+    assert [r["changed"] for r in results] == [True, True, True]
+    assert [r["candidates"] for r in results] == [[], [], [APP]]
+    last = {c["container_id"]: c for c in results[-1]["containers"]}
+    assert last[APP]["confirmed"] and last[APP]["candidate"] and last[APP]["sightings"] == 3
+    assert last[PROTECTED]["confirmed"] and last[PROTECTED]["protected"] and not last[PROTECTED]["candidate"]
+    assert last[PROTECTED]["protected_by"] == {"pattern": "^kube-system-.*", "subject": "kube-system-kube-proxy"}
+    assert results[-1]["summary"]["host_zombies"] == 1
+    assert results[-1]["report"][0].startswith("3 zombies: 2 in 2 containers (2 confirmed, 1 protected, 1 to remediate)")
+
+
+def test_check_mode_writes_nothing_and_diff_shows_the_change(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    args = args_for(node, tmp_path)
+    run_module(monkeypatch, zombie_scan, args)
+    before = open(args["state_path"], "rb").read()
+    result = run_module(monkeypatch, zombie_scan, dict(args, _ansible_check_mode=True, _ansible_diff=True))
+    assert open(args["state_path"], "rb").read() == before
+    assert result["changed"] is True
+    assert result["diff"]["before"]["containers"][APP]["count"] == 1
+    assert result["diff"]["after"]["containers"][APP]["count"] == 2
+
+
+def test_check_mode_on_a_new_node_creates_no_directory(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    args = args_for(node, tmp_path)
+    run_module(monkeypatch, zombie_scan, dict(args, _ansible_check_mode=True))
+    assert not os.path.exists(os.path.dirname(args["state_path"]))
+
+
+def test_nothing_new_changes_nothing(monkeypatch, tmp_path):
+    node = FakeNode(tmp_path / "node")
+    node.add(1, 0, "init")
+    args = args_for(node, tmp_path)
+    assert run_module(monkeypatch, zombie_scan, args)["changed"] is False
+    assert run_module(monkeypatch, zombie_scan, args)["changed"] is False
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"confirm_count": 0}, "confirm_count=0 is invalid: expected a whole number of at least 1"),
+    ({"whitelist_patterns": ["^ok-.*", "(unclosed"]},
+     "whitelist_patterns='(unclosed' is invalid: not a valid regular expression (missing ), unterminated subpattern at position 0)"),
+    ({"process_timeout": "ten seconds"}, "process_timeout='ten seconds' is invalid: expected a duration such as 30s, 5m or 1h"),
+    ({"check_interval": "0s"}, "check_interval='0s' is invalid: must be longer than zero"),
+])
+def test_bad_input_fails_before_anything_is_written(monkeypatch, tmp_path, extra, message):
+    node = fixture_node(tmp_path)
+    args = args_for(node, tmp_path, **extra)
+    with pytest.raises(ModuleFail) as failed:
+        run_module(monkeypatch, zombie_scan, args)
+    assert failed.value.result["msg"] == message
+    assert not os.path.exists(os.path.dirname(args["state_path"]))
+
+
+def test_unwritable_state_directory_names_the_parameter(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    args = args_for(node, tmp_path, state_path=str(tmp_path / "blocker" / "state.json"))
+    with pytest.raises(ModuleFail) as failed:
+        run_module(monkeypatch, zombie_scan, args)
+    assert failed.value.result["msg"].startswith("state_path=%r: cannot create directory" % args["state_path"])
+
+
+def test_corrupt_state_is_a_warning_not_a_failure(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    args = args_for(node, tmp_path)
+    os.makedirs(os.path.dirname(args["state_path"]))
+    with open(args["state_path"], "w") as handle:
+        handle.write("{half a file")
+    result = run_module(monkeypatch, zombie_scan, args)
+    assert result["summary"]["containers_with_zombies"] == 2
+    assert any("kept it as" in warning for warning in result["node_warnings"])
+    assert [n for n in os.listdir(os.path.dirname(args["state_path"])) if ".corrupt-" in n]
