@@ -1,0 +1,18 @@
+"""ansible-playbook as an operator runs it: from the repository root."""
+
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def playbook(*args, env=None, check=True):
+    """Run ansible-playbook from the repository root (where ansible.cfg lives)."""
+    full_env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
+    full_env.update(env or {})
+    result = subprocess.run(["ansible-playbook"] + list(args), cwd=ROOT, env=full_env,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError("ansible-playbook %s failed (%d):\n%s\n%s" % (
+            " ".join(args), result.returncode, result.stdout[-4000:], result.stderr[-4000:]))
+    return result

@@ -1,0 +1,121 @@
+"""Real containers under containerd (ctr) and dockerd, from a locally built busybox rootfs.
+
+No registry is reachable: the rootfs is busybox-static with relative applet links,
+used directly by `ctr run --rootfs` and imported into Docker with `docker import`.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+from helpers.zombies import wait_for, zombie_children
+
+WORK = os.environ.get("ZC_TEST_WORK", "/var/tmp/zombie-cleaner-test")
+ROOTFS = os.path.join(WORK, "rootfs")
+DOCKER_IMAGE = "zombie-cleaner-test/busybox:latest"
+TEST_LABEL = "zombie-cleaner-test"
+CTR_NAMESPACE = "k8s.io"
+DOCKER = shutil.which("docker", path="/usr/bin") or "docker"   # the daemon's own client
+
+
+def zombie_command(count):
+    """PID 1 starts `count` children that exit at once, then becomes sleep, which never reaps."""
+    return ["/bin/sh", "-c", "for i in $(seq %d); do /bin/sleep 0 & done; exec /bin/sleep 100000" % count]
+
+
+def build_rootfs():
+    if os.path.exists(os.path.join(ROOTFS, "bin", "sh")):
+        return ROOTFS
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    staging = ROOTFS + ".new"
+    shutil.rmtree(staging, ignore_errors=True)
+    for sub in ("bin", "proc", "sys", "dev", "tmp", "etc"):
+        os.makedirs(os.path.join(staging, sub))
+    shutil.copy(busybox, os.path.join(staging, "bin", "busybox"))
+    applets = subprocess.run([busybox, "--list"], check=True, capture_output=True, text=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            os.symlink("busybox", os.path.join(staging, "bin", applet))
+    with open(os.path.join(staging, "etc", "passwd"), "w") as handle:
+        handle.write("root:x:0:0:root:/:/bin/sh\n")
+    os.rename(staging, ROOTFS)
+    return ROOTFS
+
+
+def run(argv, timeout=60, check=True):
+    return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def runtimes_available():
+    problems = []
+    if run(["ctr", "version"], check=False).returncode != 0:
+        problems.append("containerd is not answering on /run/containerd/containerd.sock")
+    if run([DOCKER, "info"], check=False).returncode != 0:
+        problems.append("dockerd is not answering on /var/run/docker.sock")
+    return problems
+
+
+class CtrContainer:
+    """A task under containerd's k8s.io namespace, optionally joined to a CRI-style pod sandbox shim."""
+
+    def __init__(self, name=None, command=None, annotations=None, cgroup=None, zombies=0):
+        self.id = name or "zc-" + uuid.uuid4().hex[:10]
+        argv = ["ctr", "-n", CTR_NAMESPACE, "run", "-d", "--env", "PATH=/bin", "--label", TEST_LABEL + "=1"]
+        for key, value in (annotations or {}).items():
+            argv += ["--annotation", "%s=%s" % (key, value)]
+        if cgroup:
+            argv += ["--cgroup", cgroup]
+        argv += ["--rootfs", build_rootfs(), self.id] + (command or zombie_command(zombies))
+        run(argv)
+        self.init_pid = self._task_pid()
+        if zombies:
+            wait_for(lambda: len(zombie_children(self.init_pid)) == zombies, "%d zombies in %s" % (zombies, self.id))
+        self.zombies = zombie_children(self.init_pid)
+
+    def _task_pid(self):
+        for line in run(["ctr", "-n", CTR_NAMESPACE, "task", "ls"]).stdout.splitlines()[1:]:
+            parts = line.split()
+            if parts and parts[0] == self.id:
+                return int(parts[1])
+        raise AssertionError("no task for %s" % self.id)
+
+    def remove(self):
+        # delete -f kills what still runs and waits for the task to go.
+        run(["ctr", "-n", CTR_NAMESPACE, "task", "delete", "-f", self.id], check=False)
+        run(["ctr", "-n", CTR_NAMESPACE, "container", "delete", self.id], check=False)
+
+
+class DockerContainer:
+    def __init__(self, name=None, command=None, labels=None, zombies=0, extra=()):
+        ensure_docker_image()
+        self.name = name or "zc-" + uuid.uuid4().hex[:10]
+        argv = [DOCKER, "run", "-d", "--name", self.name, "--network", "none", "--label", TEST_LABEL + "=1"]
+        for key, value in (labels or {}).items():
+            argv += ["--label", "%s=%s" % (key, value)]
+        argv += list(extra) + [DOCKER_IMAGE] + (command or zombie_command(zombies))
+        self.id = run(argv).stdout.strip()
+        self.init_pid = self.inspect()["State"]["Pid"]
+        if zombies:
+            wait_for(lambda: len(zombie_children(self.init_pid)) == zombies, "%d zombies in %s" % (zombies, self.name))
+        self.zombies = zombie_children(self.init_pid)
+
+    def inspect(self):
+        return json.loads(run([DOCKER, "inspect", self.id]).stdout)[0]
+
+    def exec(self, *command):
+        return run([DOCKER, "exec", self.id] + list(command), check=False)
+
+    def remove(self):
+        run([DOCKER, "rm", "-f", self.id], check=False)
+
+
+def ensure_docker_image():
+    if run([DOCKER, "image", "inspect", DOCKER_IMAGE], check=False).returncode == 0:
+        return
+    rootfs = build_rootfs()
+    tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run([DOCKER, "import", "-", DOCKER_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+    tar.stdout.close()
+    tar.wait()

@@ -1,0 +1,105 @@
+"""Real zombies: a parent that forks children which exit at once and never waits for them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+# The parent reaps its children only when asked to stop, so a test leaves
+# nothing behind (this machine's PID 1 is slow to reap orphans).
+_PARENT = r"""
+import os, signal, sys, time
+count = int(sys.argv[1])
+def stop(signum, frame):
+    while True:
+        try:
+            if os.waitpid(-1, 0)[0] <= 0:
+                break
+        except ChildProcessError:
+            break
+    os._exit(0)
+signal.signal(signal.SIGTERM, stop)
+pids = []
+for _ in range(count):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    pids.append(pid)
+print(" ".join(map(str, pids)), flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+class ZombieParent:
+    """A host process holding `count` real zombies."""
+
+    def __init__(self, count):
+        self.process = subprocess.Popen([sys.executable, "-c", _PARENT, str(count)], stdout=subprocess.PIPE, text=True)
+        self.pid = self.process.pid
+        line = self.process.stdout.readline().split()
+        self.zombies = [int(pid) for pid in line]
+        wait_for(lambda: all(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in self.zombies),
+                 "zombies of %d" % self.pid)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)
+        self.process.stdout.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_for(condition, what, timeout=20.0, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except (psutil.Error, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def zombie_pids_psutil():
+    """psutil's view of the zombies on this machine (the test oracle)."""
+    found = set()
+    for proc in psutil.process_iter(["pid", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            found.add(proc.info["pid"])
+    return found
+
+
+def zombie_children(pid):
+    """pids of the zombie children of pid, from /proc (works for container inits too)."""
+    found = []
+    for child in psutil.Process(pid).children():
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                found.append(child.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return sorted(found)
+
+
+def start_time(pid):
+    with open("/proc/%d/stat" % pid, "rb") as handle:
+        return int(handle.read().rsplit(b")", 1)[1].split()[19])
+
+
+def is_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
