@@ -4,6 +4,7 @@ import pytest
 
 from helpers import containers
 
+
 @pytest.fixture(scope="session")
 def runtimes():
     """containerd and dockerd must answer; under scripts/test.sh a missing one fails the run."""
