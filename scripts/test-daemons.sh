@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start or stop the container daemons the integration tests use: containerd
 # (default socket, so bundles land in /run/containerd as on a real node) and
-# dockerd on top of it (namespace moby). Daemons that already answer are used
+# dockerd on top of it (namespace moby). podman needs no daemon; its test
+# containers are removed here too. Daemons that already answer are used
 # as they are and left running; only what this script started is stopped.
 #   scripts/test-daemons.sh start|stop
 set -euo pipefail
@@ -54,6 +55,10 @@ stop() {
   if /usr/bin/docker info >/dev/null 2>&1; then
     ids=$(/usr/bin/docker ps -aq --filter label=zombie-cleaner-test)
     [ -z "$ids" ] || /usr/bin/docker rm -f $ids >/dev/null 2>&1 || true
+  fi
+  if command -v podman >/dev/null 2>&1; then
+    ids=$(podman ps -aq --filter label=zombie-cleaner-test 2>/dev/null || true)
+    [ -z "$ids" ] || podman rm -f -t 0 $ids >/dev/null 2>&1 || true
   fi
   if ctr version >/dev/null 2>&1; then
     for id in $(ctr -n k8s.io containers ls -q labels.zombie-cleaner-test==1 2>/dev/null); do

@@ -119,3 +119,39 @@ def ensure_docker_image():
     subprocess.run([DOCKER, "import", "-", DOCKER_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
     tar.stdout.close()
     tar.wait()
+
+
+def podman_available():
+    return shutil.which("podman") is not None and run(["podman", "info"], check=False).returncode == 0
+
+
+class PodmanContainer:
+    """A podman container (conmon + runc). podman raises RLIMIT_NOFILE/NPROC by default, which this
+    sandbox refuses without CAP_SYS_RESOURCE; explicit lower ulimits make it run."""
+
+    ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+    def __init__(self, name=None, zombies=0):
+        ensure_podman_image()
+        self.name = name or "zc-" + uuid.uuid4().hex[:10]
+        self.id = run(["podman", "run", "-d", "--name", self.name, "--network", "none", "--label",
+                       TEST_LABEL + "=1"] + self.ULIMITS + [PODMAN_IMAGE] + zombie_command(zombies)).stdout.strip()
+        self.init_pid = int(run(["podman", "inspect", "--format", "{{.State.Pid}}", self.id]).stdout.strip())
+        if zombies:
+            wait_for(lambda: len(zombie_children(self.init_pid)) == zombies, "%d zombies in %s" % (zombies, self.name))
+        self.zombies = zombie_children(self.init_pid)
+
+    def remove(self):
+        run(["podman", "rm", "-f", "-t", "0", self.id], check=False)
+
+
+PODMAN_IMAGE = "localhost/zombie-cleaner-test/busybox:latest"
+
+
+def ensure_podman_image():
+    if run(["podman", "image", "exists", PODMAN_IMAGE], check=False).returncode == 0:
+        return
+    tar = subprocess.Popen(["tar", "-C", build_rootfs(), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["podman", "import", "-", PODMAN_IMAGE], stdin=tar.stdout, check=True, capture_output=True)
+    tar.stdout.close()
+    tar.wait()

@@ -30,3 +30,12 @@ def cleanup():
             thing.remove()
         else:
             thing.close()
+
+
+@pytest.fixture(scope="session")
+def podman():
+    if not containers.podman_available():
+        if os.environ.get("ZC_REQUIRE_RUNTIMES") == "1":
+            pytest.fail("podman is not usable here")
+        pytest.skip("podman is not installed")
+    containers.ensure_podman_image()

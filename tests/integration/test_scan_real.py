@@ -68,3 +68,14 @@ def test_docker_container_with_kubernetes_labels(runtimes, tmp_path, cleanup):
     assert (record["namespace"], record["pod"], record["container_name"]) == ("payments", "api-0", "api")
     assert record["zombie_count"] == 4
     assert record["protected"] is True and record["protected_by"]["subject"] == "payments-api-0"
+
+
+def test_podman_container_through_conmon(podman, tmp_path, cleanup):
+    box = containers.PodmanContainer(zombies=2)
+    cleanup(box)
+    result = scan_now(tmp_path)
+    record = {c["container_id"]: c for c in result["containers"]}[box.id]
+    assert record["runtime"] == "podman" and record["name"] == box.name and record["id_source"] == "conmon"
+    assert record["shim"]["binary"] == "conmon" and record["init"]["pid"] == box.init_pid
+    assert sorted(z["pid"] for z in record["zombies"]) == box.zombies
+    assert record["parent_classes"] == ["application"]
