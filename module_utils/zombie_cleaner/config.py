@@ -86,3 +86,13 @@ def protecting_pattern(compiled, container):
             if pattern.search(subject):
                 return pattern.pattern, subject
     return None
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level(value):
+    level = str(value).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError("log_level", value, "expected one of %s" % ", ".join(LOG_LEVELS))
+    return level

@@ -30,3 +30,27 @@ SCAN_ARGUMENT_SPEC = dict(
 
 def runtime_files(params):
     return {key: params[key] for key in RUNTIME_FILES_SPEC}
+
+REMEDIATE_ARGUMENT_SPEC = dict(
+    containers=dict(type="list", elements="dict", required=True),
+    proc_root=dict(type="path", default="/proc"),
+    state_path=dict(type="path", default="/var/lib/zombie-cleaner/state.json"),
+    audit_log_path=dict(type="path", default="/var/log/zombie-cleaner/audit.log"),
+    container_timeout=dict(type="str", default="30s"),
+    process_timeout=dict(type="str", default="10s"),
+    replacement_wait=dict(type="str", default="30s"),
+    max_concurrent_containers=dict(type="int", default=10),
+    max_remediations_per_run=dict(type="int", default=5),
+    allow_shim_kill_for_runtime_faults=dict(type="bool", default=False),
+    dry_run=dict(type="bool", default=False),
+    log_level=dict(type="str", default="info", choices=["debug", "info", "warning", "error"]),
+    docker_bin=dict(type="str", default="docker"),
+    podman_bin=dict(type="str", default="podman"),
+    ctr_bin=dict(type="str", default="ctr"),
+    crictl_bin=dict(type="str", default="crictl"),
+    **RUNTIME_FILES_SPEC
+)
+
+
+def binaries(params):
+    return {name: params[name + "_bin"] for name in ("docker", "podman", "ctr", "crictl")}

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import config, module_args, scan, state
+from ansible.module_utils.zombie_cleaner import config, module_args, remediate, scan, state
 
 
 def run_scan_module(module):
@@ -32,4 +32,34 @@ def run_scan_module(module):
     if module._diff:
         result["diff"] = diff
     result["dry_run"] = params["dry_run"]
+    return result
+
+
+def run_remediate_module(module):
+    params = module.params
+    try:
+        options = remediate.RemediationOptions(
+            proc_root=params["proc_root"], state_path=params["state_path"], audit_log_path=params["audit_log_path"],
+            container_timeout=params["container_timeout"], process_timeout=params["process_timeout"],
+            replacement_wait=params["replacement_wait"],
+            max_concurrent_containers=params["max_concurrent_containers"],
+            max_remediations_per_run=params["max_remediations_per_run"], dry_run=params["dry_run"],
+            allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
+            binaries=module_args.binaries(params), log_level=params["log_level"],
+            runtime_files=module_args.runtime_files(params))
+    except config.ConfigError as error:
+        module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
+    for index, record in enumerate(params["containers"]):
+        missing = [key for key in ("container_id", "zombies") if key not in record]
+        if missing:
+            module.fail_json(msg="containers[%d] lacks %s: pass the records of a zombie_scan result" % (
+                index, ", ".join(missing)), parameter="containers")
+    try:
+        result = remediate.run_remediation(options, params["containers"], check_mode=module.check_mode)
+    except state.StateError as error:
+        module.fail_json(msg=str(error))
+    failed = result["summary"]["failed"]
+    if failed:
+        result["failed"] = True
+        result["msg"] = "%d of %d remediations failed on this node" % (failed, len(result["outcomes"]))
     return result

@@ -146,6 +146,26 @@ class RuntimeFiles:
                 return spec.get("annotations") or {}
         return {}
 
+    def find_replacement(self, record):
+        """ID of another container of the same pod and name in containerd's bundles (the kubelet's new one)."""
+        namespace = record.get("containerd_namespace")
+        if not namespace or not record.get("pod"):
+            return None
+        for base in self._containerd_bundles(namespace):
+            try:
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                if name == record["container_id"]:
+                    continue
+                annotations = self.containerd_annotations(namespace, name)
+                if (annotations.get("io.kubernetes.cri.sandbox-name") == record["pod"]
+                        and annotations.get("io.kubernetes.cri.sandbox-namespace") == record.get("namespace")
+                        and annotations.get("io.kubernetes.cri.container-name") == record.get("container_name")):
+                    return name
+        return None
+
     def docker_config(self, container_id):
         """(name, labels) from Docker's config.v2.json."""
         config = _read_json(os.path.join(self.docker_data_dir, "containers", container_id, "config.v2.json"))

@@ -1,0 +1,178 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: zombie_remediate
+short_description: Cure confirmed zombie-holding containers on a node, least disruptive rung first
+description:
+  - Takes the container records of a M(zombie_scan) result and acts only on those that are confirmed, not protected,
+    and whose zombies an application parent holds (or, with O(allow_shim_kill_for_runtime_faults), the runtime).
+  - Re-verifies each container right before acting; if its zombies are gone or its init or shim is no longer the exact
+    process seen (pid and start time), it is skipped as stale.
+  - "The ladder, each rung bounded by O(container_timeout): C(restart) through the runtime (C(docker restart -t),
+    C(podman restart -t), C(crictl stop --timeout) for kubelet-managed containerd and CRI-O containers, else
+    C(ctr task kill) then a restart of the task); C(kill_init), SIGKILL of the container's init; C(kill_shim),
+    SIGKILL of the shim (a containerd CRI shim may serve the whole pod sandbox: the outcome says so)."
+  - Signals go only to the exact process seen (pidfd where the kernel has it), never to pid 1.
+  - Success resets the container's sighting count in the state file; outcomes are appended to the audit log.
+version_added: "0.1.0"
+author: zombie-cleaner contributors
+options:
+  containers:
+    description: Container records from a M(zombie_scan) result (its C(containers) list).
+    type: list
+    elements: dict
+    required: true
+  proc_root:
+    description: Root of the process filesystem.
+    type: path
+    default: /proc
+  state_path:
+    description: The sighting state file shared with M(zombie_scan).
+    type: path
+    default: /var/lib/zombie-cleaner/state.json
+  audit_log_path:
+    description: JSON-lines audit log on the node.
+    type: path
+    default: /var/log/zombie-cleaner/audit.log
+  container_timeout:
+    description: Limit for one rung on one container (C(30s)); past it, escalate to the next rung.
+    type: str
+    default: 30s
+  process_timeout:
+    description: Limit for waiting on the state lock.
+    type: str
+    default: 10s
+  replacement_wait:
+    description: How long to look for the kubelet's new container of the same pod and name after a stop.
+    type: str
+    default: 30s
+  max_concurrent_containers:
+    description: Containers worked on at once on this node.
+    type: int
+    default: 10
+  max_remediations_per_run:
+    description: At most this many containers are remediated on this node per run; the rest are C(deferred).
+    type: int
+    default: 5
+  allow_shim_kill_for_runtime_faults:
+    description: Allow the shim rung for containers whose zombies the runtime itself (shim, runc, conmon) holds.
+    type: bool
+    default: false
+  dry_run:
+    description: Re-verify and report the rungs that would run; change nothing on workloads.
+    type: bool
+    default: false
+  log_level:
+    description: Lowest level written to the audit log.
+    type: str
+    choices: [debug, info, warning, error]
+    default: info
+  docker_bin:
+    description: Docker CLI.
+    type: str
+    default: docker
+  podman_bin:
+    description: podman CLI.
+    type: str
+    default: podman
+  ctr_bin:
+    description: containerd's ctr CLI.
+    type: str
+    default: ctr
+  crictl_bin:
+    description: crictl CLI (used for kubelet-managed containers when installed).
+    type: str
+    default: crictl
+  containerd_state_dir:
+    description: containerd's state directory (to find the kubelet's replacement container).
+    type: path
+    default: /run/containerd
+  docker_data_dir:
+    description: Docker's data root.
+    type: path
+    default: /var/lib/docker
+  crio_storage_dir:
+    description: CRI-O's run storage.
+    type: path
+    default: /run/containers/storage
+  podman_storage_dir:
+    description: podman's storage.
+    type: path
+    default: /var/lib/containers/storage
+  pod_log_dir:
+    description: The kubelet's pod log directory.
+    type: path
+    default: /var/log/pods
+attributes:
+  check_mode:
+    support: full
+    details: Re-verifies and lists the rungs that would run; nothing is signalled, restarted or written.
+  diff_mode:
+    support: none
+notes:
+  - Needs root and the host PID namespace on the node.
+"""
+
+EXAMPLES = r"""
+- name: Scan
+  zombie_scan:
+  register: scan
+
+- name: Cure what is confirmed, one container at a time
+  zombie_remediate:
+    containers: "{{ scan.containers | selectattr('confirmed') | rejectattr('protected') | list }}"
+    max_concurrent_containers: 1
+    container_timeout: 20s
+  when: scan.candidates | length > 0
+"""
+
+RETURN = r"""
+outcomes:
+  description: One entry per container passed in.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - container_id: 9b77b780...
+      runtime: docker
+      namespace: shop
+      pod: web-1
+      container_name: app
+      result: cured
+      rung: restart
+      reason: zombies gone, container running again
+      zombies_before: 7
+      zombies_after: 0
+      timeouts: 0
+      seconds: 2.41
+      rungs: [{rung: restart, ok: true, seconds: 2.4, timeouts: 0, detail: "docker restart -t ok in 2.4s"}]
+summary:
+  description: Counts by result (cured, failed, stale, skipped, deferred, would_remediate) and timeouts.
+  returned: always
+  type: dict
+  sample: {cured: 1, failed: 0, stale: 0, skipped: 1, deferred: 0, would_remediate: 0, timeouts: 0}
+dry_run:
+  description: Whether this was a dry run.
+  returned: always
+  type: bool
+  sample: false
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.zombie_cleaner.module_args import REMEDIATE_ARGUMENT_SPEC
+from ansible.module_utils.zombie_cleaner.runner import run_remediate_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=REMEDIATE_ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**run_remediate_module(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,301 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The remediation ladder for confirmed containers, least disruptive first.
+
+restart (through the runtime) -> SIGKILL the container's init -> SIGKILL the
+shim (last resort). Every rung is bounded by container_timeout; every signal
+goes to the exact process seen (pid + start time); nothing is done to a
+container whose evidence went stale since the scan.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.zombie_cleaner import (attribution, audit, config, procfs, procsignal, runtime_cli,
+                                                 runtimes, state)
+
+RESTART = "restart"
+KILL_INIT = "kill_init"
+KILL_SHIM = "kill_shim"
+
+RUNG_TEXT = {
+    RESTART: "graceful restart through the runtime",
+    KILL_INIT: "SIGKILL the container's init",
+    KILL_SHIM: "SIGKILL the container's shim",
+}
+
+
+class RemediationOptions:
+    def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
+                 audit_log_path="/var/log/zombie-cleaner/audit.log", container_timeout="30s",
+                 process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
+                 dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
+                 binaries=None, log_level="info", runtime_files=None):
+        self.proc_root = proc_root.rstrip("/") or "/"
+        self.state_path = state_path
+        self.audit_log_path = audit_log_path
+        self.container_timeout = config.parse_duration("container_timeout", container_timeout)
+        self.process_timeout = config.parse_duration("process_timeout", process_timeout)
+        self.replacement_wait = config.parse_duration("replacement_wait", replacement_wait)
+        self.max_concurrent = config.positive_int("max_concurrent_containers", max_concurrent_containers)
+        self.max_per_run = config.positive_int("max_remediations_per_run", max_remediations_per_run)
+        self.dry_run = bool(dry_run)
+        self.allow_shim_kill_for_runtime_faults = bool(allow_shim_kill_for_runtime_faults)
+        self.binaries = binaries or {}
+        self.log_level = config.log_level(log_level)
+        self.runtime_files = runtime_files or {}
+
+
+def ladder(record, options):
+    """The rungs that may be tried for this container, or (None, reason) if none may."""
+    if record.get("protected"):
+        return None, "protected by the whitelist"
+    if not record.get("confirmed"):
+        return None, "not confirmed"
+    if not record.get("shim"):
+        return None, "no shim found: the container's runtime process is unknown"
+    classes = record.get("parent_classes") or []
+    if attribution.APPLICATION in classes:
+        return [RESTART, KILL_INIT, KILL_SHIM], None
+    if attribution.RUNTIME in classes:
+        if options.allow_shim_kill_for_runtime_faults:
+            return [KILL_SHIM], None
+        return None, ("runtime fault: zombies held by %s itself; a restart of the application will not cure it "
+                      "(allow_shim_kill_for_runtime_faults permits the shim rung)" % record["shim"]["binary"])
+    return None, "zombies held by a host process: not the container's to cure"
+
+
+def _alive_zombies(proc_root, zombies):
+    alive = []
+    for zombie in zombies:
+        stat = procfs.read_stat(proc_root, zombie["pid"])
+        if stat is not None and stat.state == "Z" and stat.start_time == zombie["start_time"]:
+            alive.append(zombie)
+    return alive
+
+
+def reverify(proc_root, record):
+    """(live zombies, None) or (None, why the evidence is stale)."""
+    for role in ("shim", "init"):
+        seen = record.get(role)
+        if not seen:
+            continue
+        stat = procfs.read_stat(proc_root, seen["pid"])
+        if stat is None or stat.start_time != seen["start_time"]:
+            return None, "the container's %s (pid %d) is no longer the process seen" % (role, seen["pid"])
+    alive = _alive_zombies(proc_root, record["zombies"])
+    if not alive:
+        return None, "its zombies are gone since the scan"
+    return alive, None
+
+
+def _wait_cured(proc_root, zombies, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = _alive_zombies(proc_root, zombies)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _identity(record):
+    return {key: record.get(key) for key in ("container_id", "runtime", "namespace", "pod", "container_name",
+                                             "name", "pod_uid")}
+
+
+class Remediator:
+    def __init__(self, options, files=None):
+        self.options = options
+        self.files = files
+
+    def plan(self, record):
+        rungs, reason = ladder(record, self.options)
+        zombies = record.get("zombies") or []
+        outcome = dict(_identity(record), zombies_before=len(zombies), rungs=[], timeouts=0,
+                       zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
+        if rungs is None:
+            outcome.update(result="skipped", reason=reason)
+        return rungs, outcome
+
+    def remediate(self, record, check_mode=False):
+        started = time.monotonic()
+        rungs, outcome = self.plan(record)
+        if rungs is None:
+            return outcome
+        alive, stale = reverify(self.options.proc_root, record)
+        if stale:
+            outcome.update(result="stale", reason=stale)
+            return outcome
+        outcome["zombies_before"] = len(alive)
+        if record.get("shim_shared"):
+            outcome["shim_note"] = ("this shim serves the whole pod sandbox %s: killing it stops every container "
+                                    "of the pod" % record["shim"]["id"])
+        runtime = runtime_cli.for_record(record, self.options.binaries)
+        if check_mode or self.options.dry_run:
+            outcome.update(result="would_remediate", plan=[self._describe(rung, record, runtime) for rung in rungs],
+                           reason="dry run" if self.options.dry_run else "check mode")
+            return outcome
+        for rung in rungs:
+            step = self._run_rung(rung, record, runtime)
+            outcome["rungs"].append(step)
+            outcome["timeouts"] += step["timeouts"]
+            if not step["ok"]:
+                continue
+            left = _wait_cured(self.options.proc_root, alive, min(5.0, self.options.container_timeout))
+            if left:
+                step["ok"] = False
+                step["detail"] += "; %d zombies still there" % len(left)
+                continue
+            outcome["rung"] = rung
+            break
+        outcome["zombies_after"] = len(_alive_zombies(self.options.proc_root, alive))
+        if "rung" not in outcome:
+            outcome.update(result="failed", reason="every rung failed; zombies still there")
+        else:
+            self._verify_workload(record, runtime, outcome)
+        outcome["seconds"] = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _describe(self, rung, record, runtime):
+        target = {
+            RESTART: "%s via %s" % (RUNG_TEXT[RESTART], runtime.name if runtime else "no supported runtime CLI"),
+            KILL_INIT: "%s %s[%s]" % (RUNG_TEXT[KILL_INIT], (record.get("init") or {}).get("name"),
+                                      (record.get("init") or {}).get("pid")),
+            KILL_SHIM: "%s %s[%s]" % (RUNG_TEXT[KILL_SHIM], record["shim"]["binary"], record["shim"]["pid"]),
+        }[rung]
+        return {"rung": rung, "action": target}
+
+    def _run_rung(self, rung, record, runtime):
+        started = time.monotonic()
+        step = {"rung": rung, "ok": False, "timeouts": 0, "detail": ""}
+        if rung == RESTART:
+            if runtime is None:
+                step["detail"] = "no runtime adapter for %s" % record.get("runtime")
+            else:
+                results = runtime.graceful_restart(record, self.options.container_timeout)
+                step["timeouts"] = sum(1 for item in results if item.timed_out)
+                step["ok"] = all(item.ok for item in results)
+                step["detail"] = "; ".join(item.describe() for item in results)
+                step["restarted"] = step["ok"]
+        else:
+            target = record.get("init") if rung == KILL_INIT else record.get("shim")
+            if rung == KILL_INIT and record.get("init_is_zombie"):
+                step["detail"] = "the init is itself a zombie: nothing to kill"
+            elif not target:
+                step["detail"] = "no %s process known" % ("init" if rung == KILL_INIT else "shim")
+            else:
+                step.update(self._kill(target))
+        step["seconds"] = round(time.monotonic() - started, 3)
+        return step
+
+    def _kill(self, target):
+        try:
+            how = procsignal.send_exact(self.options.proc_root, target["pid"], target["start_time"], signal.SIGKILL)
+        except procsignal.Refused as refused:
+            return {"ok": False, "detail": str(refused)}
+        except OSError as error:
+            return {"ok": False, "detail": "signal failed: %s" % error}
+        gone = procsignal.wait_gone(self.options.proc_root, target["pid"], target["start_time"],
+                                    self.options.container_timeout)
+        if not gone:
+            return {"ok": False, "timeouts": 1, "detail": "SIGKILL sent (%s) to %s[%d]; still there after %.0fs" % (
+                how, target["name"], target["pid"], self.options.container_timeout)}
+        return {"ok": True, "detail": "SIGKILL sent (%s) to %s[%d]" % (how, target["name"], target["pid"])}
+
+    def _verify_workload(self, record, runtime, outcome):
+        """After the zombies are gone: is the workload running again?"""
+        rung = outcome["rung"]
+        timeout = self.options.container_timeout
+        if rung != RESTART and runtime is not None:
+            started = runtime.start_again(record, timeout)
+            if started is not None:
+                outcome["rungs"].append({"rung": "start_again", "ok": all(item.ok for item in started),
+                                         "timeouts": sum(1 for item in started if item.timed_out),
+                                         "detail": "; ".join(item.describe() for item in started)})
+                outcome["timeouts"] += outcome["rungs"][-1]["timeouts"]
+        running = runtime.running(record, timeout) if runtime else None
+        if running is None and record.get("pod"):
+            outcome["replacement"] = self._wait_replacement(record)
+            outcome["result"] = "cured"
+            outcome["reason"] = ("the kubelet starts a new container" if outcome["replacement"]
+                                 else "no new container of the pod seen within %.0fs: the kubelet may still "
+                                      "be backing off" % self.options.replacement_wait)
+        elif running:
+            outcome.update(result="cured", reason="zombies gone, container running again")
+        else:
+            outcome.update(result="failed", reason="zombies gone but the container is not running again")
+
+    def _wait_replacement(self, record):
+        if self.files is None or not record.get("containerd_namespace"):
+            return None
+        deadline = time.monotonic() + self.options.replacement_wait
+        while True:
+            found = self.files.find_replacement(record)
+            if found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.5)
+
+
+def run_remediation(options, containers, check_mode=False, now=None):
+    """Remediate the given scanned containers on this node. Returns the result dict."""
+    now = now if now is not None else time.time()
+    remediator = Remediator(options, runtimes.RuntimeFiles(**options.runtime_files))
+    ordered = sorted(containers, key=lambda item: (-(item.get("zombie_count") or 0), item["container_id"]))
+    eligible, outcomes = [], []
+    for record in ordered:
+        rungs, outcome = remediator.plan(record)
+        if rungs is None:
+            outcomes.append(outcome)
+        elif len(eligible) >= options.max_per_run:
+            outcome.update(result="deferred", reason="max_remediations_per_run=%d reached" % options.max_per_run)
+            outcomes.append(outcome)
+        else:
+            eligible.append(record)
+    with ThreadPoolExecutor(max_workers=options.max_concurrent) as pool:
+        outcomes.extend(pool.map(lambda record: remediator.remediate(record, check_mode), eligible))
+    return _record(options, outcomes, check_mode, now)
+
+
+def _report_line(outcome):
+    label = "%s/%s/%s" % (outcome["namespace"], outcome["pod"], outcome["container_name"] or "") if outcome.get("pod") \
+        else (outcome.get("name") or outcome["container_id"][:12])
+    text = "%s (%s %s): %s" % (label, outcome.get("runtime"), outcome["container_id"][:12], outcome["result"])
+    if outcome.get("rung"):
+        text += " by %s" % outcome["rung"]
+    if outcome.get("plan"):
+        text += ": would " + " -> ".join(step["action"] for step in outcome["plan"])
+    if outcome.get("reason"):
+        text += " (%s)" % outcome["reason"]
+    return text
+
+
+def _record(options, outcomes, check_mode, now):
+    counts = {name: sum(1 for item in outcomes if item["result"] == name)
+              for name in ("cured", "failed", "stale", "skipped", "deferred", "would_remediate")}
+    timeouts = sum(item["timeouts"] for item in outcomes)
+    changed = counts["cured"] + counts["failed"] > 0
+    if not check_mode:
+        state.prepare_directory(options.state_path)
+        with state.Lock(options.state_path, options.process_timeout):
+            current, _ = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
+            counters = current.setdefault("counters", {})
+            for name, value in (("containers_cleaned_total", counts["cured"]),
+                                ("cleanup_failures_total", counts["failed"]),
+                                ("container_operation_timeouts_total", timeouts)):
+                counters[name] = counters.get(name, 0) + value
+            for item in outcomes:
+                if item["result"] == "cured":
+                    current["containers"].pop(item["container_id"], None)   # success resets the count
+            state.save(options.state_path, current)
+        audit.append_outcomes(options.audit_log_path, outcomes, options.log_level, now)
+    return {
+        "changed": changed or (check_mode and counts["would_remediate"] > 0),
+        "report": [_report_line(item) for item in outcomes],
+        "outcomes": outcomes,
+        "summary": dict(counts, timeouts=timeouts),
+        "dry_run": options.dry_run,
+    }

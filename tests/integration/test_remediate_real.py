@@ -1,0 +1,152 @@
+"""The remediation ladder on real containers: the seed's failure reproduced and cured."""
+
+import json
+import os
+import time
+
+from helpers import containers
+from helpers.ansible_run import playbook
+from helpers.zombies import start_time, wait_for, zombie_children
+
+
+def site(tmp_path, *extra, env=None, check=True):
+    results = tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    result = playbook("playbooks/site.yml", "-e", "zombie_cleaner_state_path=%s" % (tmp_path / "state.json"),
+                      "-e", "zombie_cleaner_audit_log_path=%s" % (tmp_path / "audit.log"),
+                      "-e", "zombie_cleaner_results_dir=%s" % results,
+                      "-e", "zombie_cleaner_container_timeout=9s", "-e", "zombie_cleaner_replacement_wait=2s",
+                      *extra, env=env, check=check)
+    return result, results
+
+
+def outcomes_by_id(results):
+    path = results / "localhost.remediation.json"
+    if not path.exists():
+        return {}
+    return {item["container_id"]: item for item in json.loads(path.read_text())["outcomes"]}
+
+
+def test_docker_pids_limit_exhausted_then_cured_by_restart(runtimes, tmp_path, cleanup):
+    # PID 1 forks more than a pids limit of 6 allows and reaps nothing: the cgroup is full.
+    box = containers.DockerContainer(command=containers.fill_pids_once_command(10, "/tmp/filled"),
+                                     extra=["--pids-limit", "6"])
+    cleanup(box)
+    pids = "/sys/fs/cgroup/pids/docker/%s/" % box.id
+    wait_for(lambda: open(pids + "pids.current").read() == open(pids + "pids.max").read(), "the pids cgroup to fill")
+    wait_for(lambda: len(zombie_children(box.init_pid)) == 5, "5 zombies under PID 1")
+    zombies = 5
+    fork = box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait")
+    assert fork.returncode != 0 and "Resource temporarily unavailable" in fork.stderr   # the seed's failure
+    old_init = (box.init_pid, start_time(box.init_pid))
+
+    for run in range(2):
+        site(tmp_path)
+        assert (box.init_pid, start_time(box.init_pid)) == old_init, "restarted before confirmation"
+    _, results = site(tmp_path)
+    outcome = outcomes_by_id(results)[box.id]
+    assert outcome["result"] == "cured" and outcome["rung"] == "restart", outcome
+    assert outcome["zombies_before"] == zombies and outcome["zombies_after"] == 0
+    new_pid = box.inspect()["State"]["Pid"]
+    assert new_pid != old_init[0] and zombie_children(new_pid) == []
+    fork = box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait")
+    assert fork.returncode == 0, fork.stderr   # forks work again
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert box.id not in state["containers"]                      # success resets the count
+    assert state["counters"]["containers_cleaned_total"] == 1
+    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    cured = [line for line in lines if line["container_id"] == box.id and line["result"] == "cured"]
+    assert len(cured) == 1
+    for field in ("time", "level", "msg", "component", "container_id", "pod_name", "namespace", "zombie_pid",
+                  "zombie_ppid", "zombie_cmdline"):
+        assert field in cured[0]
+    assert cured[0]["zombie_ppid"] == old_init[0] and cured[0]["zombie_cmdline"] in ("sh", "sleep")
+
+
+def test_containerd_task_ignoring_sigterm_escalates_to_kill_init_and_comes_back(runtimes, tmp_path, cleanup):
+    marker = "/tmp/filled-%d" % os.getpid()
+    box = containers.CtrContainer(command=containers.fill_pids_once_command(3, marker))
+    cleanup(box)
+    cleanup(type("Marker", (), {"remove": lambda self: os.path.exists(containers.ROOTFS + marker)
+                                and os.unlink(containers.ROOTFS + marker)})())
+    wait_for(lambda: len(zombie_children(box.init_pid)) == 4, "zombies")
+    old_pid = box.init_pid
+    started = time.monotonic()
+    for _ in range(3):
+        _, results = site(tmp_path, "-e", "zombie_cleaner_container_timeout=3s")
+    elapsed = time.monotonic() - started
+    outcome = outcomes_by_id(results)[box.id]
+    # sleep as PID 1 ignores SIGTERM: the graceful rung times out, SIGKILL of the init cures it.
+    assert outcome["rungs"][0]["rung"] == "restart" and outcome["rungs"][0]["ok"] is False
+    assert outcome["rung"] == "kill_init" and outcome["result"] == "cured", outcome
+    assert outcome["timeouts"] >= 1
+    assert outcome["rungs"][-1]["rung"] == "start_again" and outcome["rungs"][-1]["ok"]
+    new_pid = box._task_pid()
+    assert new_pid != old_pid and zombie_children(new_pid) == []
+    assert elapsed < 120
+
+
+def test_whitelisted_confirmed_container_is_untouched(runtimes, tmp_path, cleanup):
+    box = containers.DockerContainer(zombies=2, labels={"io.kubernetes.pod.name": "agent",
+                                                        "io.kubernetes.pod.namespace": "logging"})
+    cleanup(box)
+    before = (box.init_pid, start_time(box.init_pid))
+    for _ in range(4):
+        _, results = site(tmp_path)
+    assert box.id not in outcomes_by_id(results)
+    assert (box.inspect()["State"]["Pid"], start_time(box.init_pid)) == before
+    assert zombie_children(box.init_pid) == box.zombies
+
+
+def test_dry_run_and_check_mode_touch_nothing_and_name_the_actions(runtimes, tmp_path, cleanup):
+    box = containers.DockerContainer(zombies=2)
+    cleanup(box)
+    before = (box.init_pid, start_time(box.init_pid))
+    for _ in range(3):
+        _, results = site(tmp_path, env={"DRY_RUN": "true"})
+    outcome = outcomes_by_id(results)[box.id]
+    assert outcome["result"] == "would_remediate"
+    assert [step["rung"] for step in outcome["plan"]] == ["restart", "kill_init", "kill_shim"]
+    assert "via docker" in outcome["plan"][0]["action"]
+    state_before = (tmp_path / "state.json").read_bytes()
+    result, results = site(tmp_path, "--check")
+    assert outcomes_by_id(results)[box.id]["result"] == "would_remediate"
+    report = json.loads((results / "localhost.remediation.json").read_text())["report"]
+    assert any("would graceful restart through the runtime via docker -> SIGKILL" in line for line in report)
+    assert "would_remediate" in result.stdout
+    assert (tmp_path / "state.json").read_bytes() == state_before
+    assert (box.inspect()["State"]["Pid"], start_time(box.init_pid)) == before
+    assert zombie_children(box.init_pid) == box.zombies
+
+
+def test_hung_runtime_cli_is_bounded_counted_and_escalated(runtimes, tmp_path, cleanup):
+    hung = tmp_path / "docker-hangs"
+    hung.write_text("#!/bin/sh\nexec sleep 600\n")
+    hung.chmod(0o755)
+    box = containers.DockerContainer(zombies=2)
+    cleanup(box)
+    for _ in range(2):
+        site(tmp_path, "-e", "zombie_cleaner_docker_bin=%s" % hung)
+    started = time.monotonic()
+    result, results = site(tmp_path, "-e", "zombie_cleaner_docker_bin=%s" % hung,
+                           "-e", "zombie_cleaner_container_timeout=2s", check=False)
+    elapsed = time.monotonic() - started
+    outcome = outcomes_by_id(results)[box.id]
+    assert outcome["rungs"][0]["rung"] == "restart" and "timed out" in outcome["rungs"][0]["detail"]
+    assert outcome["rung"] == "kill_init" and outcome["zombies_after"] == 0
+    # docker start hangs too: the container is left stopped, and that is a counted failure.
+    assert outcome["result"] == "failed" and outcome["timeouts"] >= 2
+    assert result.returncode != 0
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["counters"]["cleanup_failures_total"] == 1
+    assert state["counters"]["container_operation_timeouts_total"] >= 2
+    assert elapsed < 60   # 2s per rung plus Ansible's own start-up
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep600")]
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as handle:
+            return handle.read().replace(b"\0", b"").decode()
+    except OSError:
+        return ""
