@@ -79,14 +79,24 @@ def _alive_zombies(proc_root, zombies):
 
 
 def reverify(proc_root, record):
-    """(live zombies, None) or (None, why the evidence is stale)."""
+    """(live zombies, None) or (None, why the evidence is stale).
+
+    The shim must still be a shim (by its flags, not its name) and the init its
+    child: a record pointing anywhere else is never acted on.
+    """
     for role in ("shim", "init"):
         seen = record.get(role)
         if not seen:
             continue
         stat = procfs.read_stat(proc_root, seen["pid"])
-        if stat is None or stat.start_time != seen["start_time"]:
+        # An exited shim or init lingers as a zombie until reaped: not the live process seen.
+        exited = stat is not None and stat.state == "Z" and not (role == "init" and record.get("init_is_zombie"))
+        if stat is None or stat.start_time != seen["start_time"] or exited:
             return None, "the container's %s (pid %d) is no longer the process seen" % (role, seen["pid"])
+        if role == "shim" and not runtimes.identify_shim(procfs.read_cmdline(proc_root, seen["pid"])):
+            return None, "pid %d is not a container shim" % seen["pid"]
+        if role == "init" and record.get("shim") and stat.ppid != record["shim"]["pid"]:
+            return None, "pid %d is not a child of the container's shim" % seen["pid"]
     alive = _alive_zombies(proc_root, record["zombies"])
     if not alive:
         return None, "its zombies are gone since the scan"

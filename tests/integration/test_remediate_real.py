@@ -150,3 +150,45 @@ def _cmdline(pid):
             return handle.read().replace(b"\0", b"").decode()
     except OSError:
         return ""
+
+
+def test_restarted_between_scan_and_remediation_is_stale_and_untouched(runtimes, tmp_path, cleanup):
+    from ansible.module_utils.zombie_cleaner import remediate, scan
+    box = containers.DockerContainer(zombies=2)
+    cleanup(box)
+    options = scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1)
+    record = {c["container_id"]: c for c in scan.run_scan(options)["containers"]}[box.id]
+    assert record["candidate"]
+    containers.run([containers.DOCKER, "restart", "-t", "0", box.id])
+    new_init = box.inspect()["State"]["Pid"]
+    result = remediate.run_remediation(remediate.RemediationOptions(
+        state_path=str(tmp_path / "state.json"), audit_log_path=str(tmp_path / "audit.log")), [record])
+    outcome = result["outcomes"][0]
+    assert outcome["result"] == "stale" and "no longer the process seen" in outcome["reason"]
+    assert box.inspect()["State"]["Pid"] == new_init and outcome["rungs"] == []
+
+
+def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
+    import shutil
+    import subprocess
+    import sys
+    from ansible.module_utils.zombie_cleaner import remediate, scan
+    impostor = tmp_path / "containerd-shim"
+    shutil.copy(sys.executable, impostor)
+    process = subprocess.Popen([str(impostor), "-c", "import os, time\nfor _ in range(2):\n    os.fork() or os._exit(0)\n"
+                                "time.sleep(60)"])
+    cleanup(type("Stop", (), {"remove": lambda self: (process.kill(), process.wait())})())
+    wait_for(lambda: len(zombie_children(process.pid)) == 2, "impostor's zombies")
+    result = scan.run_scan(scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1))
+    assert all(c["shim"]["pid"] != process.pid for c in result["containers"])
+    group = next(g for g in result["host_groups"] if g["parent"]["pid"] == process.pid)
+    assert group["parent"]["name"] == "containerd-shim" and group["candidate"] is False
+    # A forged record that points at it is refused too.
+    forged = {"container_id": "forged", "confirmed": True, "protected": False, "parent_classes": ["application"],
+              "runtime": "docker", "zombies": group["zombies"],
+              "shim": {"pid": process.pid, "start_time": start_time(process.pid), "binary": "containerd-shim", "id": "x"},
+              "init": None}
+    outcome = remediate.run_remediation(remediate.RemediationOptions(
+        state_path=str(tmp_path / "state.json"), audit_log_path=str(tmp_path / "audit.log")), [forged])["outcomes"][0]
+    assert outcome["result"] == "stale" and outcome["reason"] == "pid %d is not a container shim" % process.pid
+    assert process.poll() is None

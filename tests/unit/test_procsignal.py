@@ -1,0 +1,45 @@
+"""Signals reach only the exact process seen: real processes, reused PIDs refused."""
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ansible.module_utils.zombie_cleaner import procsignal
+from helpers.zombies import start_time
+
+
+@pytest.fixture
+def sleeper():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def test_exact_process_is_signalled(sleeper):
+    how = procsignal.send_exact("/proc", sleeper.pid, start_time(sleeper.pid), signal.SIGKILL)
+    assert how in ("pidfd", "kill")
+    assert sleeper.wait(10) == -signal.SIGKILL
+
+
+def test_wrong_start_time_means_a_reused_pid_and_is_refused(sleeper):
+    with pytest.raises(procsignal.Refused, match="no longer the process seen"):
+        procsignal.send_exact("/proc", sleeper.pid, start_time(sleeper.pid) - 1, signal.SIGKILL)
+    assert sleeper.poll() is None
+
+
+@pytest.mark.parametrize("pid", [0, 1])
+def test_pid_1_and_0_are_never_signalled(pid):
+    with pytest.raises(procsignal.Refused, match="refusing to signal pid %d" % pid):
+        procsignal.send_exact("/proc", pid, 0, signal.SIGKILL)
+
+
+def test_gone_process_is_refused(sleeper):
+    seen = start_time(sleeper.pid)
+    sleeper.kill()
+    sleeper.wait()
+    with pytest.raises(procsignal.Refused):
+        procsignal.send_exact("/proc", sleeper.pid, seen, signal.SIGKILL)

@@ -1,0 +1,98 @@
+"""Which containers may be acted on, and with which rungs; re-verification against /proc."""
+
+import pytest
+
+from ansible.module_utils.zombie_cleaner import remediate
+from helpers.procfixture import FakeNode
+
+SHIM_ARGV = ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "c1"]
+OPTIONS = remediate.RemediationOptions()
+ALLOW_SHIM = remediate.RemediationOptions(allow_shim_kill_for_runtime_faults=True)
+
+
+def record(**overrides):
+    base = {"container_id": "c1", "confirmed": True, "protected": False, "parent_classes": ["application"],
+            "shim": {"pid": 100, "start_time": 10, "binary": "containerd-shim-runc-v2", "id": "c1"},
+            "init": {"pid": 110, "start_time": 11, "name": "app"},
+            "zombies": [{"pid": 111, "ppid": 110, "start_time": 12, "name": "w"}]}
+    base.update(overrides)
+    return base
+
+
+@pytest.mark.parametrize("overrides, options, rungs, reason", [
+    ({}, OPTIONS, ["restart", "kill_init", "kill_shim"], None),
+    ({"protected": True}, OPTIONS, None, "protected by the whitelist"),
+    ({"confirmed": False}, OPTIONS, None, "not confirmed"),
+    ({"shim": None}, OPTIONS, None, "no shim found: the container's runtime process is unknown"),
+    ({"parent_classes": ["runtime"]}, OPTIONS, None, "runtime fault"),
+    ({"parent_classes": ["runtime"]}, ALLOW_SHIM, ["kill_shim"], None),
+    ({"parent_classes": ["host"]}, ALLOW_SHIM, None, "zombies held by a host process"),
+])
+def test_ladder(overrides, options, rungs, reason):
+    found, why = remediate.ladder(record(**overrides), options)
+    assert found == rungs
+    if reason:
+        assert why.startswith(reason)
+
+
+def node_with(tmp_path, init_start=11, zombie_state="Z"):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", start=10, cmdline=SHIM_ARGV)
+    node.add(110, 100, "app", start=init_start)
+    node.add(111, 110, "w", state=zombie_state, start=12)
+    return node
+
+
+def test_reverify_finds_the_zombies_still_there(tmp_path):
+    alive, stale = remediate.reverify(str(node_with(tmp_path).proc), record())
+    assert stale is None and [z["pid"] for z in alive] == [111]
+
+
+def test_reverify_reaped_zombies_are_stale(tmp_path):
+    alive, stale = remediate.reverify(str(node_with(tmp_path, zombie_state="S").proc), record())
+    assert alive is None and stale == "its zombies are gone since the scan"
+
+
+def test_reverify_restarted_init_is_stale(tmp_path):
+    alive, stale = remediate.reverify(str(node_with(tmp_path, init_start=99).proc), record())
+    assert alive is None and stale == "the container's init (pid 110) is no longer the process seen"
+
+
+def test_per_run_cap_defers_the_rest_and_dry_run_acts_on_nothing(tmp_path):
+    node = FakeNode(tmp_path / "node")
+    records = []
+    for index in range(4):
+        shim, init, zombie = 100 + index * 10, 101 + index * 10, 102 + index * 10
+        node.add(shim, 1, "containerd-shim", start=shim, cmdline=SHIM_ARGV)
+        node.add(init, shim, "app", start=init)
+        node.add(zombie, init, "w", state="Z", start=zombie)
+        records.append(record(container_id="c%d" % index, zombie_count=index + 1,
+                              shim={"pid": shim, "start_time": shim, "binary": "containerd-shim-runc-v2", "id": "x"},
+                              init={"pid": init, "start_time": init, "name": "app"},
+                              zombies=[{"pid": zombie, "ppid": init, "start_time": zombie, "name": "w"}]))
+    options = remediate.RemediationOptions(proc_root=str(node.proc), state_path=str(tmp_path / "s.json"),
+                                           audit_log_path=str(tmp_path / "audit.log"), max_remediations_per_run=2,
+                                           dry_run=True)
+    result = remediate.run_remediation(options, records)
+    by_id = {item["container_id"]: item["result"] for item in result["outcomes"]}
+    # Most zombies first: c3 and c2 are planned, c1 and c0 wait for the next run.
+    assert by_id == {"c3": "would_remediate", "c2": "would_remediate", "c1": "deferred", "c0": "deferred"}
+    assert result["changed"] is False and result["summary"]["deferred"] == 2
+
+
+def test_reverify_refuses_an_impostor_shim(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", start=10, cmdline=["/tmp/containerd-shim"])   # named like one, no flags
+    node.add(110, 100, "app", start=11)
+    node.add(111, 110, "w", state="Z", start=12)
+    alive, stale = remediate.reverify(str(node.proc), record())
+    assert alive is None and stale == "pid 100 is not a container shim"
+
+
+def test_reverify_refuses_an_init_outside_the_shim(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", start=10, cmdline=SHIM_ARGV)
+    node.add(110, 1, "sshd", start=11)          # same pid and start time, but not the shim's child
+    node.add(111, 110, "w", state="Z", start=12)
+    alive, stale = remediate.reverify(str(node.proc), record())
+    assert alive is None and stale == "pid 110 is not a child of the container's shim"
