@@ -89,38 +89,31 @@ def _grace(timeout):
     return max(1, int(timeout / 3))
 
 
-class Docker(Runtime):
+class DockerLike(Runtime):
+    """docker and podman share their CLI: restart -t, start, inspect."""
+
+    def _cli(self, *args):
+        return [self.binaries[self.binary]] + list(args)
+
+    def running(self, record, timeout):
+        result = run_bounded(self._cli("inspect", "-f", "{{.State.Running}}", record["container_id"]), timeout)
+        return result.ok and result.stdout.strip() == "true"
+
+    def graceful_restart(self, record, timeout):
+        return [run_bounded(self._cli("restart", "-t", str(_grace(timeout)), record["container_id"]), timeout)]
+
+    def start_again(self, record, timeout):
+        return [run_bounded(self._cli("start", record["container_id"]), timeout)]
+
+
+class Docker(DockerLike):
     name = "docker"
     binary = "docker"
 
-    def running(self, record, timeout):
-        result = run_bounded([self.binaries["docker"], "inspect", "-f", "{{.State.Running}}", record["container_id"]],
-                             timeout)
-        return result.ok and result.stdout.strip() == "true"
 
-    def graceful_restart(self, record, timeout):
-        return [run_bounded([self.binaries["docker"], "restart", "-t", str(_grace(timeout)), record["container_id"]],
-                            timeout)]
-
-    def start_again(self, record, timeout):
-        return [run_bounded([self.binaries["docker"], "start", record["container_id"]], timeout)]
-
-
-class Podman(Runtime):
+class Podman(DockerLike):
     name = "podman"
     binary = "podman"
-
-    def running(self, record, timeout):
-        result = run_bounded([self.binaries["podman"], "inspect", "-f", "{{.State.Running}}", record["container_id"]],
-                             timeout)
-        return result.ok and result.stdout.strip() == "true"
-
-    def graceful_restart(self, record, timeout):
-        return [run_bounded([self.binaries["podman"], "restart", "-t", str(_grace(timeout)), record["container_id"]],
-                            timeout)]
-
-    def start_again(self, record, timeout):
-        return [run_bounded([self.binaries["podman"], "start", record["container_id"]], timeout)]
 
 
 class Containerd(Runtime):

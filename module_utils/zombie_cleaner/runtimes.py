@@ -121,21 +121,26 @@ class RuntimeFiles:
         return [os.path.join(self.containerd_state_dir, "io.containerd.runtime.v2.task", namespace),
                 os.path.join(self.containerd_state_dir, "io.containerd.runtime.v1.linux", namespace)]
 
+    def _bundle_dirs(self, namespace):
+        """(bundle directory, container id) for every bundle of a containerd namespace (v2 and v1 shims)."""
+        for base in self._containerd_bundles(namespace):
+            try:
+                names = os.listdir(base)
+            except OSError:
+                continue
+            for name in names:
+                yield os.path.join(base, name), name
+
     def containerd_init_pids(self, namespace):
         """{init pid: container id} from the init.pid file the shim writes in each bundle."""
         if namespace not in self._init_pids:
             found = {}
-            for base in self._containerd_bundles(namespace):
+            for bundle, name in self._bundle_dirs(namespace):
                 try:
-                    names = os.listdir(base)
-                except OSError:
+                    with open(os.path.join(bundle, "init.pid"), "r") as handle:
+                        found.setdefault(int(handle.read().strip()), name)
+                except (OSError, ValueError):
                     continue
-                for name in names:
-                    try:
-                        with open(os.path.join(base, name, "init.pid"), "r") as handle:
-                            found.setdefault(int(handle.read().strip()), name)
-                    except (OSError, ValueError):
-                        continue
             self._init_pids[namespace] = found
         return self._init_pids[namespace]
 
@@ -151,19 +156,14 @@ class RuntimeFiles:
         namespace = record.get("containerd_namespace")
         if not namespace or not record.get("pod"):
             return None
-        for base in self._containerd_bundles(namespace):
-            try:
-                names = os.listdir(base)
-            except OSError:
+        for _, name in self._bundle_dirs(namespace):
+            if name == record["container_id"]:
                 continue
-            for name in names:
-                if name == record["container_id"]:
-                    continue
-                annotations = self.containerd_annotations(namespace, name)
-                if (annotations.get("io.kubernetes.cri.sandbox-name") == record["pod"]
-                        and annotations.get("io.kubernetes.cri.sandbox-namespace") == record.get("namespace")
-                        and annotations.get("io.kubernetes.cri.container-name") == record.get("container_name")):
-                    return name
+            annotations = self.containerd_annotations(namespace, name)
+            if (annotations.get("io.kubernetes.cri.sandbox-name") == record["pod"]
+                    and annotations.get("io.kubernetes.cri.sandbox-namespace") == record.get("namespace")
+                    and annotations.get("io.kubernetes.cri.container-name") == record.get("container_name")):
+                return name
         return None
 
     def docker_config(self, container_id):
