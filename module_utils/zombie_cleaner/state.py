@@ -134,7 +134,7 @@ class Lock:
 
     def __enter__(self):
         try:
-            self.handle = open(self.path, "a+")
+            self.handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "r+")
         except OSError as error:
             raise StateError("cannot open lock file %s: %s" % (self.path, error))
         deadline = time.monotonic() + self.timeout

@@ -137,6 +137,7 @@ def test_lock_held_by_another_run(tmp_path):
         holder.join(10)
     with state.Lock(path, 1):   # free again once the other run ends
         pass
+    assert stat.S_IMODE(os.stat(path + ".lock").st_mode) == 0o600
 
 
 def test_failed_write_leaves_the_old_file_and_no_temp(tmp_path, monkeypatch):
