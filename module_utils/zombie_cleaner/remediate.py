@@ -129,6 +129,10 @@ class Remediator:
                        zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
         if rungs is None:
             outcome.update(result="skipped", reason=reason)
+            if record.get("confirmed") and attribution.RUNTIME in (record.get("parent_classes") or []):
+                runtime = runtime_cli.for_record(record, self.options.binaries)
+                outcome["runtime_fault"] = True
+                outcome["runtime_version"] = runtime.version() if runtime else None
         return rungs, outcome
 
     def remediate(self, record, check_mode=False):

@@ -131,15 +131,19 @@ class PodmanContainer:
 
     ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
-    def __init__(self, name=None, zombies=0):
+    def __init__(self, name=None, zombies=0, command=None):
         ensure_podman_image()
         self.name = name or "zc-" + uuid.uuid4().hex[:10]
         self.id = run(["podman", "run", "-d", "--name", self.name, "--network", "none", "--label",
-                       TEST_LABEL + "=1"] + self.ULIMITS + [PODMAN_IMAGE] + zombie_command(zombies)).stdout.strip()
-        self.init_pid = int(run(["podman", "inspect", "--format", "{{.State.Pid}}", self.id]).stdout.strip())
+                       TEST_LABEL + "=1"] + self.ULIMITS + [PODMAN_IMAGE] + (command or zombie_command(zombies))
+                      ).stdout.strip()
+        self.init_pid = self.pid()
         if zombies:
             wait_for(lambda: len(zombie_children(self.init_pid)) == zombies, "%d zombies in %s" % (zombies, self.name))
         self.zombies = zombie_children(self.init_pid)
+
+    def pid(self):
+        return int(run(["podman", "inspect", "--format", "{{.State.Pid}}", self.id]).stdout.strip())
 
     def remove(self):
         run(["podman", "rm", "-f", "-t", "0", self.id], check=False)

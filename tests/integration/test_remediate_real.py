@@ -192,3 +192,16 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
         state_path=str(tmp_path / "state.json"), audit_log_path=str(tmp_path / "audit.log")), [forged])["outcomes"][0]
     assert outcome["result"] == "stale" and outcome["reason"] == "pid %d is not a container shim" % process.pid
     assert process.poll() is None
+
+
+def test_podman_container_cured_by_restart(podman, tmp_path, cleanup):
+    box = containers.PodmanContainer(command=containers.fill_pids_once_command(3, "/tmp/filled"))
+    cleanup(box)
+    wait_for(lambda: len(zombie_children(box.init_pid)) == 4, "zombies")
+    for _ in range(3):
+        _, results = site(tmp_path)
+    outcome = outcomes_by_id(results)[box.id]
+    assert outcome["result"] == "cured" and outcome["rung"] == "restart", outcome
+    assert outcome["runtime"] == "podman" and outcome["zombies_after"] == 0
+    new_pid = box.pid()
+    assert new_pid != box.init_pid and zombie_children(new_pid) == []
