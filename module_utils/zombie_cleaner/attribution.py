@@ -19,6 +19,13 @@ RUNTIME = "runtime"           # shim, runc, crun, conmon: a runtime fault
 HOST = "host"                 # a host process (kubelet, an exec helper, init)
 
 
+def label(container):
+    """How people name a container: namespace/pod/container, else the runtime's name, else a short id."""
+    if container.get("pod"):
+        return "%s/%s/%s" % (container.get("namespace"), container["pod"], container.get("container_name") or "")
+    return container.get("name") or container["container_id"][:12]
+
+
 def _proc(stat):
     return {"pid": stat.pid, "name": stat.name, "start_time": stat.start_time}
 
@@ -116,15 +123,15 @@ class Attributor:
             if record is None:
                 self._add_host_zombie(host_groups, zombie, parent)
                 continue
-            shim_pid = record["shim"]["pid"] if record["shim"] else None
-            parent_class = self.classify_parent(parent, shim_pid)
-            record["zombies"].append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=parent_class))
             parents = record.setdefault("_parents", {})
-            key = zombie.ppid
-            if key not in parents:
-                parents[key] = dict(_proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
-                                    parent_class=parent_class, zombie_count=0)
-            parents[key]["zombie_count"] += 1
+            if zombie.ppid not in parents:
+                shim_pid = record["shim"]["pid"] if record["shim"] else None
+                parents[zombie.ppid] = dict(
+                    _proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
+                    parent_class=self.classify_parent(parent, shim_pid), zombie_count=0)
+            entry = parents[zombie.ppid]
+            entry["zombie_count"] += 1
+            record["zombies"].append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=entry["parent_class"]))
         for record in containers.values():
             record["parents"] = sorted(record.pop("_parents", {}).values(), key=lambda item: item["pid"])
             record["zombie_count"] = len(record["zombies"])

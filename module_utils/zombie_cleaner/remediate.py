@@ -275,9 +275,7 @@ def run_remediation(options, containers, check_mode=False, now=None):
 
 
 def _report_line(outcome):
-    label = "%s/%s/%s" % (outcome["namespace"], outcome["pod"], outcome["container_name"] or "") if outcome.get("pod") \
-        else (outcome.get("name") or outcome["container_id"][:12])
-    text = "%s (%s %s): %s" % (label, outcome.get("runtime"), outcome["container_id"][:12], outcome["result"])
+    text = "%s (%s %s): %s" % (attribution.label(outcome), outcome.get("runtime"), outcome["container_id"][:12], outcome["result"])
     if outcome.get("rung"):
         text += " by %s" % outcome["rung"]
     if outcome.get("plan"):

@@ -122,12 +122,16 @@ class Containerd(Runtime):
     name = "containerd"
     binary = "ctr"
 
+    def _task_running(self, record, timeout):
+        """(the ctr task ls result, whether the container's task is RUNNING)."""
+        result = run_bounded(self._ctr(record, "task", "ls"), timeout)
+        return result, result.ok and any(line.split()[:1] == [record["container_id"]] and "RUNNING" in line
+                                         for line in result.stdout.splitlines()[1:])
+
     def running(self, record, timeout):
         if self.kubelet_managed(record):
             return None
-        result = run_bounded(self._ctr(record, "task", "ls"), timeout)
-        return result.ok and any(line.split()[:1] == [record["container_id"]] and "RUNNING" in line
-                                 for line in result.stdout.splitlines()[1:])
+        return self._task_running(record, timeout)[1]
 
     def _ctr(self, record, *args):
         return [self.binaries["ctr"], "-n", record.get("containerd_namespace") or "default"] + list(args)
@@ -146,12 +150,11 @@ class Containerd(Runtime):
             return steps
         # ctr task kill returns at once: wait for the task to stop, within the bound.
         while True:
-            status = run_bounded(self._ctr(record, "task", "ls"), max(0.1, deadline - time.monotonic()))
+            status, running = self._task_running(record, max(0.1, deadline - time.monotonic()))
             if not status.ok:
                 steps.append(status)
                 return steps
-            if not any(line.split()[:1] == [record["container_id"]] and "RUNNING" in line
-                       for line in status.stdout.splitlines()[1:]):
+            if not running:
                 break
             if time.monotonic() >= deadline:
                 steps.append(CommandResult(status.argv, None, "", "task still running", timeout, True))

@@ -92,12 +92,6 @@ def _container_identity(record):
     return keep
 
 
-def _label(container):
-    if container.get("pod"):
-        return "%s/%s/%s" % (container.get("namespace"), container["pod"], container.get("container_name") or "")
-    return container.get("name") or container["container_id"][:12]
-
-
 def report_lines(containers, host_groups):
     """Human lines for the play output: a summary, then one line per container and host parent."""
     zombies = sum(item["zombie_count"] for item in containers) + sum(g["zombie_count"] for g in host_groups)
@@ -108,7 +102,7 @@ def report_lines(containers, host_groups):
     for item in containers:
         parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item["parents"])
         lines.append("%s (%s %s): %d zombies, parent %s, seen %d/%s: %s" % (
-            _label(item), item["runtime"], item["container_id"][:12], item["zombie_count"], parents,
+            attribution.label(item), item["runtime"], item["container_id"][:12], item["zombie_count"], parents,
             item["sightings"], item.get("confirm_count", "?"), item["decision"]))
     for group in host_groups:
         lines.append("host: %d zombies of %s[%s], seen %d runs" % (

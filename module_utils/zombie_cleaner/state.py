@@ -107,7 +107,6 @@ def update_sightings(previous, groups, now, confirm_count, identity=None):
             "last_seen": now,
             "confirmed": count >= confirm_count,
             "zombies": {zkey: old_zombies.get(zkey, now) for zkey in sorted(seen_now)},
-            "persisting": len(persisted),
         }
         if identity:
             entry.update(identity(group))

@@ -1,6 +1,5 @@
 """Sighting state: counting, reset, PID reuse, reboot, corrupt files, locking, atomic writes."""
 
-import json
 import multiprocessing
 import os
 import stat
