@@ -127,9 +127,11 @@ def podman_available():
 
 class PodmanContainer:
     """A podman container (conmon + runc). podman raises RLIMIT_NOFILE/NPROC by default, which this
-    sandbox refuses without CAP_SYS_RESOURCE; explicit lower ulimits make it run."""
+    sandbox refuses without CAP_SYS_RESOURCE; explicit lower ulimits make it run. RLIMIT_NPROC counts
+    every task of uid 0 on the machine (the container has no CAP_SYS_RESOURCE), so it must stay far
+    above what the daemons and Ansible use: 32768 (this machine's pid_max; higher values are refused here)."""
 
-    ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+    ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=32768:32768"]
 
     def __init__(self, name=None, zombies=0, command=None):
         ensure_podman_image()

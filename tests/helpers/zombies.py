@@ -80,6 +80,19 @@ def zombie_pids_psutil():
     return found
 
 
+def wait_for_zombies(pid, count, what):
+    """Wait until pid has exactly count zombie children; the failure says how many it had."""
+    seen = []
+
+    def enough():
+        seen[:] = zombie_children(pid)
+        return len(seen) == count
+    try:
+        wait_for(enough, what)
+    except AssertionError:
+        raise AssertionError("timed out waiting for %d zombies of %d (%s): saw %s" % (count, pid, what, seen))
+
+
 def zombie_children(pid):
     """pids of the zombie children of pid, from /proc (works for container inits too)."""
     found = []

@@ -6,7 +6,7 @@ import time
 
 from helpers import containers
 from helpers.ansible_run import playbook
-from helpers.zombies import start_time, wait_for, zombie_children
+from helpers.zombies import start_time, wait_for, wait_for_zombies, zombie_children
 
 
 def site(tmp_path, *extra, env=None, check=True):
@@ -197,7 +197,7 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
 def test_podman_container_cured_by_restart(podman, tmp_path, cleanup):
     box = containers.PodmanContainer(command=containers.fill_pids_once_command(3, "/tmp/filled"))
     cleanup(box)
-    wait_for(lambda: len(zombie_children(box.init_pid)) == 4, "zombies")
+    wait_for_zombies(box.init_pid, 4, "podman container")
     for _ in range(3):
         _, results = site(tmp_path)
     outcome = outcomes_by_id(results)[box.id]
