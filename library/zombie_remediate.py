@@ -36,10 +36,6 @@ options:
     description: The sighting state file shared with M(zombie_scan).
     type: path
     default: /var/lib/zombie-cleaner/state.json
-  audit_log_path:
-    description: JSON-lines audit log on the node.
-    type: path
-    default: /var/log/zombie-cleaner/audit.log
   container_timeout:
     description: Limit for one rung on one container (C(30s)); past it, escalate to the next rung.
     type: str
@@ -68,11 +64,34 @@ options:
     description: Re-verify and report the rungs that would run; change nothing on workloads.
     type: bool
     default: false
+  audit_log_path:
+    description:
+      - JSON-lines audit log on the node, with the original design's fields (C(time), C(level), C(msg),
+        C(component), C(container_id), C(pod_name), C(namespace), C(zombie_pid), C(zombie_ppid), C(zombie_cmdline)).
+      - Empty turns the log off.
+    type: path
+    default: /var/log/zombie-cleaner/audit.log
+  audit_log_max_size:
+    description: The audit log is rotated before it would grow past this size (C(10M), C(512K), bytes).
+    type: str
+    default: 10M
+  audit_log_backups:
+    description: Rotated files kept (C(audit.log.1) ...); C(0) keeps none.
+    type: int
+    default: 3
   log_level:
-    description: Lowest level written to the audit log.
+    description:
+      - Lowest level written to the audit log. C(debug) adds a line per zombie still present on every run;
+        C(info) logs zombies when first seen and every remediation; C(warning) only confirmations and problems.
     type: str
     choices: [debug, info, warning, error]
     default: info
+  metrics_textfile_dir:
+    description:
+      - node_exporter's textfile collector directory. C(zombie_cleaner.prom) is written there atomically at the end
+        of every run. Empty turns metrics off; a missing directory gives a warning, not a failure.
+    type: str
+    default: /var/lib/prometheus/node-exporter
   docker_bin:
     description: Docker CLI.
     type: str
@@ -133,6 +152,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+node_warnings:
+  description: Problems that did not fail the run (metrics directory missing, audit log not writable).
+  returned: always
+  type: list
+  elements: str
+  sample: []
 outcomes:
   description: One entry per container passed in.
   returned: always

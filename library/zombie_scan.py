@@ -19,7 +19,9 @@ description:
     C(runtime) (shim, runc, crun, conmon) or C(host).
   - Sightings are kept in a local state file. A container is confirmed after O(confirm_count) consecutive runs
     that still see the same zombies (same pid and start time); a run without them resets it.
-  - Changes nothing on the node's workloads. The only write is the state file.
+  - Reads each container's pids cgroup (C(pids.current), C(pids.max), and its ancestors' limits) and ranks the
+    containers by pids pressure, so those about to fail forks come first.
+  - Changes nothing on the node's workloads. It writes the state file, the audit log and the metrics textfile.
 version_added: "0.1.0"
 author: zombie-cleaner contributors
 options:
@@ -78,6 +80,38 @@ options:
     description: The kubelet's pod log directory (C(<namespace>_<pod>_<uid>)).
     type: path
     default: /var/log/pods
+  cgroup_root:
+    description: Where the cgroup hierarchies are mounted; the pids controller is read under it (v1 and v2).
+    type: path
+    default: /sys/fs/cgroup
+  audit_log_path:
+    description:
+      - JSON-lines audit log on the node, with the original design's fields (C(time), C(level), C(msg),
+        C(component), C(container_id), C(pod_name), C(namespace), C(zombie_pid), C(zombie_ppid), C(zombie_cmdline)).
+      - Empty turns the log off.
+    type: path
+    default: /var/log/zombie-cleaner/audit.log
+  audit_log_max_size:
+    description: The audit log is rotated before it would grow past this size (C(10M), C(512K), bytes).
+    type: str
+    default: 10M
+  audit_log_backups:
+    description: Rotated files kept (C(audit.log.1) ...); C(0) keeps none.
+    type: int
+    default: 3
+  log_level:
+    description:
+      - Lowest level written to the audit log. C(debug) adds a line per zombie still present on every run;
+        C(info) logs zombies when first seen and every remediation; C(warning) only confirmations and problems.
+    type: str
+    choices: [debug, info, warning, error]
+    default: info
+  metrics_textfile_dir:
+    description:
+      - node_exporter's textfile collector directory. C(zombie_cleaner.prom) is written there atomically at the end
+        of every run. Empty turns metrics off; a missing directory gives a warning, not a failure.
+    type: str
+    default: /var/lib/prometheus/node-exporter
 attributes:
   check_mode:
     support: full
@@ -133,8 +167,18 @@ scan_seconds:
   returned: always
   type: float
   sample: 0.0123
+check_seconds:
+  description: Duration of the whole check (scan plus state update); observed in the duration histogram.
+  returned: always
+  type: float
+  sample: 0.0151
+metrics_path:
+  description: The textfile written for node_exporter, or null (check mode, metrics off, directory missing).
+  returned: always
+  type: str
+  sample: /var/lib/prometheus/node-exporter/zombie_cleaner.prom
 containers:
-  description: Containers holding zombies, most zombies first.
+  description: Containers holding zombies, highest pids pressure first, then most zombies.
   returned: always
   type: list
   elements: dict
@@ -152,6 +196,10 @@ containers:
       shim_shared: true
       init: {pid: 845, name: sleep, start_time: 5530}
       zombie_count: 3
+      pids_current: 61
+      pids_max: 64
+      pids_pressure: 0.9531
+      pids_limit_cgroup: /kubepods/besteffort/pod0b1c.../3f4e...c2
       zombies: [{pid: 901, ppid: 845, name: sh, start_time: 6011, parent_class: application}]
       parents: [{pid: 845, name: sleep, start_time: 5530, parent_class: application, zombie_count: 3}]
       parent_classes: [application]
@@ -190,7 +238,7 @@ summary:
   returned: always
   type: dict
   sample: {zombies: 4, host_zombies: 1, containers_with_zombies: 1, tracked_containers: 1, confirmed: 1,
-           protected: 0, candidates: 1, runtime_faults: 0}
+           protected: 0, candidates: 1, runtime_faults: 0, max_pids_pressure: 0.9531}
 previous_run_age_seconds:
   description: Seconds since this node's previous run, or null on the first.
   returned: always

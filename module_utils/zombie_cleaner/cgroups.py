@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 # Order matters: a conmon cgroup (crio-conmon-<id>) must be recognised before
@@ -101,3 +102,74 @@ def identity_from_cgroups(entries):
         if best["container_id"] and best["pod_uid"] and best["runtime"]:
             break
     return best
+
+
+def _read_pids_file(directory, name):
+    try:
+        with open("%s/%s" % (directory, name)) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None, False
+    if text == "max":
+        return None, True
+    try:
+        return int(text), True
+    except ValueError:
+        return None, False
+
+
+def _pids_directory(entries, cgroup_root):
+    """(hierarchy root, path inside it) holding the pids controller of these cgroup lines."""
+    v1_path = cgroup_path(entries, "pids")
+    if v1_path is not None:
+        candidates = ["%s/pids" % cgroup_root]
+        try:
+            # Co-mounted hierarchies ("pids,cpu") are rare but legal.
+            candidates += ["%s/%s" % (cgroup_root, name) for name in sorted(os.listdir(cgroup_root))
+                           if "," in name and "pids" in name.split(",")]
+        except OSError:
+            pass
+        for root in candidates:
+            if os.path.isdir(root):
+                return root, v1_path
+        return None, None
+    v2_path = next((path for hierarchy, controllers, path in entries if hierarchy == "0" and controllers == ""), None)
+    if v2_path is None:
+        return None, None
+    # Unified (pure v2) or hybrid, where the v2 tree sits under unified/ (and has no pids controller).
+    root = cgroup_root if os.path.exists("%s/cgroup.controllers" % cgroup_root) else "%s/unified" % cgroup_root
+    return root, v2_path
+
+
+def pids_usage(entries, cgroup_root="/sys/fs/cgroup"):
+    """pids cgroup use and limit of a process, from its /proc/PID/cgroup lines.
+
+    Returns {"current", "max", "pressure", "cgroup", "limit_cgroup"} or None
+    when no pids controller is readable. current and max are the cgroup's own
+    files (max None: unlimited). The container's own cgroup may be unlimited
+    while its pod's is not (podPidsLimit), so pressure is the highest
+    current/max of the cgroup and its ancestors, and limit_cgroup says whose.
+    """
+    root, path = _pids_directory(entries, cgroup_root.rstrip("/") or "/")
+    if root is None:
+        return None
+    path = "/" + path.strip("/")
+    own = root + path.rstrip("/")
+    current, found = _read_pids_file(own, "pids.current")
+    if not found or current is None:
+        return None
+    own_max, _ = _read_pids_file(own, "pids.max")
+    usage = {"current": current, "max": own_max, "pressure": None, "cgroup": path, "limit_cgroup": None}
+    walk = path
+    while True:
+        directory = root + walk.rstrip("/")
+        limit, _ = _read_pids_file(directory, "pids.max")
+        used, _ = _read_pids_file(directory, "pids.current")
+        if limit is not None and used is not None:
+            pressure = used / float(limit) if limit > 0 else 1.0
+            if usage["pressure"] is None or pressure > usage["pressure"]:
+                usage.update(pressure=round(pressure, 4), limit_cgroup=walk)
+        if walk == "/":
+            break
+        walk = walk.rsplit("/", 1)[0] or "/"
+    return usage

@@ -42,6 +42,31 @@ def parse_duration(parameter, value):
     return seconds
 
 
+_SIZE = re.compile(r"^(\d+)\s*([KMG]i?B?|B)?$", re.I)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
+
+
+def parse_size(parameter, value):
+    """'10M', '512K', '1G' (binary units) or a number of bytes -> int bytes (> 0)."""
+    match = None if isinstance(value, bool) else _SIZE.match(str(value).strip())
+    if not match:
+        raise ConfigError(parameter, value, "expected a size such as 10M, 512K or a number of bytes")
+    size = int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "")[:1].lower()]
+    if size <= 0:
+        raise ConfigError(parameter, value, "must be larger than zero")
+    return size
+
+
+def non_negative_int(parameter, value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number < 0:
+        raise ConfigError(parameter, value, "expected a whole number of at least 0")
+    return number
+
+
 def positive_int(parameter, value):
     try:
         number = int(value)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ansible.module_utils.zombie_cleaner import audit, config
 from ansible.module_utils.zombie_cleaner.config import DEFAULT_WHITELIST
 
 # Where the runtimes keep their files; settable for fixture trees.
@@ -16,6 +17,15 @@ RUNTIME_FILES_SPEC = dict(
     pod_log_dir=dict(type="path", default="/var/log/pods"),
 )
 
+# What every run leaves behind on the node besides its state: the audit log and the metrics textfile.
+OUTPUT_SPEC = dict(
+    audit_log_path=dict(type="path", default="/var/log/zombie-cleaner/audit.log"),
+    audit_log_max_size=dict(type="str", default="10M"),
+    audit_log_backups=dict(type="int", default=3),
+    log_level=dict(type="str", default="info", choices=["debug", "info", "warning", "error"]),
+    metrics_textfile_dir=dict(type="str", default="/var/lib/prometheus/node-exporter"),
+)
+
 SCAN_ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
     state_path=dict(type="path", default="/var/lib/zombie-cleaner/state.json"),
@@ -24,18 +34,26 @@ SCAN_ARGUMENT_SPEC = dict(
     process_timeout=dict(type="str", default="10s"),
     check_interval=dict(type="str", default="5m"),
     dry_run=dict(type="bool", default=False),
-    **RUNTIME_FILES_SPEC
+    cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+    **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
+
+
+def audit_log(params):
+    """The AuditLog the parameters ask for; raises config.ConfigError."""
+    return audit.AuditLog(params["audit_log_path"], config.log_level(params["log_level"]),
+                          config.parse_size("audit_log_max_size", params["audit_log_max_size"]),
+                          config.non_negative_int("audit_log_backups", params["audit_log_backups"]))
 
 
 def runtime_files(params):
     return {key: params[key] for key in RUNTIME_FILES_SPEC}
 
+
 REMEDIATE_ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="dict", required=True),
     proc_root=dict(type="path", default="/proc"),
     state_path=dict(type="path", default="/var/lib/zombie-cleaner/state.json"),
-    audit_log_path=dict(type="path", default="/var/log/zombie-cleaner/audit.log"),
     container_timeout=dict(type="str", default="30s"),
     process_timeout=dict(type="str", default="10s"),
     replacement_wait=dict(type="str", default="30s"),
@@ -43,12 +61,11 @@ REMEDIATE_ARGUMENT_SPEC = dict(
     max_remediations_per_run=dict(type="int", default=5),
     allow_shim_kill_for_runtime_faults=dict(type="bool", default=False),
     dry_run=dict(type="bool", default=False),
-    log_level=dict(type="str", default="info", choices=["debug", "info", "warning", "error"]),
     docker_bin=dict(type="str", default="docker"),
     podman_bin=dict(type="str", default="podman"),
     ctr_bin=dict(type="str", default="ctr"),
     crictl_bin=dict(type="str", default="crictl"),
-    **RUNTIME_FILES_SPEC
+    **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
 
 

@@ -15,8 +15,8 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.zombie_cleaner import (attribution, audit, config, procfs, procsignal, runtime_cli,
-                                                 runtimes, state)
+from ansible.module_utils.zombie_cleaner import (attribution, audit, config, metrics, procfs, procsignal,
+                                                 runtime_cli, runtimes, state)
 
 RESTART = "restart"
 KILL_INIT = "kill_init"
@@ -31,13 +31,14 @@ RUNG_TEXT = {
 
 class RemediationOptions:
     def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
-                 audit_log_path="/var/log/zombie-cleaner/audit.log", container_timeout="30s",
+                 audit_log=None, metrics_textfile_dir=None, container_timeout="30s",
                  process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
                  dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
-                 binaries=None, log_level="info", runtime_files=None):
+                 binaries=None, runtime_files=None):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
-        self.audit_log_path = audit_log_path
+        self.audit_log = audit_log or audit.AuditLog(None)
+        self.metrics_textfile_dir = metrics_textfile_dir
         self.container_timeout = config.parse_duration("container_timeout", container_timeout)
         self.process_timeout = config.parse_duration("process_timeout", process_timeout)
         self.replacement_wait = config.parse_duration("replacement_wait", replacement_wait)
@@ -46,7 +47,6 @@ class RemediationOptions:
         self.dry_run = bool(dry_run)
         self.allow_shim_kill_for_runtime_faults = bool(allow_shim_kill_for_runtime_faults)
         self.binaries = binaries or {}
-        self.log_level = config.log_level(log_level)
         self.runtime_files = runtime_files or {}
 
 
@@ -126,6 +126,8 @@ class Remediator:
         rungs, reason = ladder(record, self.options)
         zombies = record.get("zombies") or []
         outcome = dict(_identity(record), zombies_before=len(zombies), rungs=[], timeouts=0,
+                       parents=[{key: parent.get(key) for key in ("name", "pid", "parent_class")}
+                                for parent in record.get("parents") or []],
                        zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
         if rungs is None:
             outcome.update(result="skipped", reason=reason)
@@ -285,29 +287,49 @@ def _report_line(outcome):
     return text
 
 
+def _remembered(outcome, now):
+    """What the fleet report needs of an outcome, kept in the state."""
+    return {"time": now, "container_id": outcome["container_id"], "label": attribution.label(outcome),
+            "runtime": outcome.get("runtime"), "result": outcome["result"], "rung": outcome.get("rung"),
+            "reason": outcome.get("reason"), "zombies_before": outcome["zombies_before"],
+            "parents": outcome.get("parents") or []}
+
+
 def _record(options, outcomes, check_mode, now):
     counts = {name: sum(1 for item in outcomes if item["result"] == name)
               for name in ("cured", "failed", "stale", "skipped", "deferred", "would_remediate")}
     timeouts = sum(item["timeouts"] for item in outcomes)
     changed = counts["cured"] + counts["failed"] > 0
+    warnings = []
     if not check_mode:
         state.prepare_directory(options.state_path)
         with state.Lock(options.state_path, options.process_timeout):
-            current, _ = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
+            current, warnings = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
             counters = current.setdefault("counters", {})
             for name, value in (("containers_cleaned_total", counts["cured"]),
                                 ("cleanup_failures_total", counts["failed"]),
                                 ("container_operation_timeouts_total", timeouts)):
                 counters[name] = counters.get(name, 0) + value
+            remembered = current.get("remediations") or []
             for item in outcomes:
                 if item["result"] == "cured":
                     current["containers"].pop(item["container_id"], None)   # success resets the count
+                if item["result"] in ("cured", "failed"):
+                    remembered = state.keep_recent(remembered, _remembered(item, now), state.REMEDIATIONS_KEPT)
+            current["remediations"] = remembered
             state.save(options.state_path, current)
-        audit.append_outcomes(options.audit_log_path, outcomes, options.log_level, now)
+            _, problem = metrics.publish(options.metrics_textfile_dir, current)
+            if problem:
+                warnings.append(problem)
+        try:
+            options.audit_log.write(audit.outcome_records(outcomes, now))
+        except OSError as error:
+            warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
     return {
         "changed": changed or (check_mode and counts["would_remediate"] > 0),
         "report": [_report_line(item) for item in outcomes],
         "outcomes": outcomes,
         "summary": dict(counts, timeouts=timeouts),
         "dry_run": options.dry_run,
+        "node_warnings": warnings,
     }

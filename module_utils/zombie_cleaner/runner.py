@@ -15,7 +15,8 @@ def run_scan_module(module):
             proc_root=params["proc_root"], state_path=params["state_path"],
             confirm_count=params["confirm_count"], whitelist_patterns=params["whitelist_patterns"],
             process_timeout=params["process_timeout"], check_interval=params["check_interval"],
-            runtime_files=module_args.runtime_files(params))
+            runtime_files=module_args.runtime_files(params), cgroup_root=params["cgroup_root"],
+            audit_log=module_args.audit_log(params), metrics_textfile_dir=params["metrics_textfile_dir"])
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     try:
@@ -39,14 +40,14 @@ def run_remediate_module(module):
     params = module.params
     try:
         options = remediate.RemediationOptions(
-            proc_root=params["proc_root"], state_path=params["state_path"], audit_log_path=params["audit_log_path"],
+            proc_root=params["proc_root"], state_path=params["state_path"], audit_log=module_args.audit_log(params),
+            metrics_textfile_dir=params["metrics_textfile_dir"],
             container_timeout=params["container_timeout"], process_timeout=params["process_timeout"],
             replacement_wait=params["replacement_wait"],
             max_concurrent_containers=params["max_concurrent_containers"],
             max_remediations_per_run=params["max_remediations_per_run"], dry_run=params["dry_run"],
             allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
-            binaries=module_args.binaries(params), log_level=params["log_level"],
-            runtime_files=module_args.runtime_files(params))
+            binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params))
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     for index, record in enumerate(params["containers"]):
@@ -58,6 +59,8 @@ def run_remediate_module(module):
         result = remediate.run_remediation(options, params["containers"], check_mode=module.check_mode)
     except state.StateError as error:
         module.fail_json(msg=str(error))
+    for warning in result["node_warnings"]:
+        module.warn(warning)
     failed = result["summary"]["failed"]
     if failed:
         result["failed"] = True

@@ -9,7 +9,10 @@ import contextlib
 import signal
 import time
 
-from ansible.module_utils.zombie_cleaner import attribution, config, procfs, runtimes, state
+from ansible.module_utils.zombie_cleaner import attribution, audit, cgroups, config, metrics, procfs, runtimes, state
+
+# Containers kept in the state's last-scan snapshot (and so in the metrics): the worst first.
+SNAPSHOT_CONTAINERS = 100
 
 
 class ScanTimeout(Exception):
@@ -44,7 +47,8 @@ class ScanOptions:
 
     def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
                  confirm_count=3, whitelist_patterns=None, process_timeout="10s",
-                 check_interval="5m", runtime_files=None):
+                 check_interval="5m", runtime_files=None, cgroup_root="/sys/fs/cgroup", audit_log=None,
+                 metrics_textfile_dir=None):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
         self.confirm_count = config.positive_int("confirm_count", confirm_count)
@@ -53,10 +57,27 @@ class ScanOptions:
         self.process_timeout = config.parse_duration("process_timeout", process_timeout)
         self.check_interval = config.parse_duration("check_interval", check_interval)
         self.runtime_files = runtime_files or {}
+        self.cgroup_root = cgroup_root
+        self.audit_log = audit_log or audit.AuditLog(None)
+        self.metrics_textfile_dir = metrics_textfile_dir
 
 
 def _ranked(containers):
-    return sorted(containers, key=lambda item: (-item["zombie_count"], item["container_id"]))
+    """Closest to failing forks first (pids pressure), then most zombies."""
+    return sorted(containers, key=lambda item: (item["pids_pressure"] is None, -(item["pids_pressure"] or 0),
+                                                -item["zombie_count"], item["container_id"]))
+
+
+def add_pids_usage(record, proc_root, cgroup_root):
+    """pids cgroup numbers of the container, read from its init (a live process keeps its v1 paths)."""
+    pid = (record.get("init") or {}).get("pid") or record["zombies"][0]["pid"]
+    usage = cgroups.pids_usage(procfs.read_cgroup(proc_root, pid), cgroup_root)
+    usage = usage or {}
+    record["pids_current"] = usage.get("current")
+    record["pids_max"] = usage.get("max")
+    record["pids_pressure"] = usage.get("pressure")
+    record["pids_limit_cgroup"] = usage.get("limit_cgroup")
+    return record
 
 
 def decide(container, entry, whitelist):
@@ -92,6 +113,16 @@ def _container_identity(record):
     return keep
 
 
+def _pids_text(item):
+    if item.get("pids_current") is None:
+        return ""
+    text = ", pids %d/%s" % (item["pids_current"], item["pids_max"] if item["pids_max"] is not None else "max")
+    if item.get("pids_pressure") is not None:
+        text += " (%d%% of the limit%s)" % (round(item["pids_pressure"] * 100), "" if item["pids_max"] is not None
+                                            else " of %s" % item["pids_limit_cgroup"])
+    return text
+
+
 def report_lines(containers, host_groups):
     """Human lines for the play output: a summary, then one line per container and host parent."""
     zombies = sum(item["zombie_count"] for item in containers) + sum(g["zombie_count"] for g in host_groups)
@@ -101,13 +132,57 @@ def report_lines(containers, host_groups):
         sum(1 for item in containers if item["candidate"]), sum(g["zombie_count"] for g in host_groups))]
     for item in containers:
         parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item["parents"])
-        lines.append("%s (%s %s): %d zombies, parent %s, seen %d/%s: %s" % (
-            attribution.label(item), item["runtime"], item["container_id"][:12], item["zombie_count"], parents,
-            item["sightings"], item.get("confirm_count", "?"), item["decision"]))
+        lines.append("%s (%s %s): %d zombies%s, parent %s, seen %d/%s: %s" % (
+            attribution.label(item), item["runtime"], item["container_id"][:12], item["zombie_count"],
+            _pids_text(item), parents, item["sightings"], item.get("confirm_count", "?"), item["decision"]))
     for group in host_groups:
         lines.append("host: %d zombies of %s[%s], seen %d runs" % (
             group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"]))
     return lines
+
+
+def snapshot(container_list, host_list, summary, now):
+    """What the metrics and the fleet report need of this scan, kept in the state."""
+    return {
+        "time": now,
+        "zombies": summary["zombies"],
+        "host_zombies": summary["host_zombies"],
+        "tracked_containers": summary["tracked_containers"],
+        "confirmed": summary["confirmed"],
+        "protected": summary["protected"],
+        "candidates": summary["candidates"],
+        "containers_omitted": max(0, len(container_list) - SNAPSHOT_CONTAINERS),
+        "containers": [{
+            "container_id": item["container_id"], "namespace": item.get("namespace"), "pod": item.get("pod"),
+            "container": item.get("container_name") or item.get("name"), "runtime": item.get("runtime"),
+            "label": attribution.label(item), "zombies": item["zombie_count"],
+            "pids_current": item["pids_current"], "pids_max": item["pids_max"],
+            "pids_pressure": item["pids_pressure"], "sightings": item["sightings"], "confirmed": item["confirmed"],
+            "protected": item["protected"], "decision": item["decision"],
+            "init": (item.get("init") or {}).get("name"),
+            "parents": [{key: parent[key] for key in ("name", "pid", "parent_class", "zombie_count")}
+                        for parent in item["parents"]],
+        } for item in container_list[:SNAPSHOT_CONTAINERS]],
+        "host_groups": [{"parent": group["parent"]["name"], "parent_pid": group["parent"]["pid"],
+                         "zombies": group["zombie_count"], "sightings": group["sightings"]}
+                        for group in host_list[:SNAPSHOT_CONTAINERS]],
+    }
+
+
+def _summary(container_list, host_list, zombie_total, tracked):
+    host_zombie_count = sum(group["zombie_count"] for group in host_list)
+    return {
+        "zombies": zombie_total,
+        "host_zombies": host_zombie_count,
+        "containers_with_zombies": len(container_list),
+        "tracked_containers": tracked,
+        "confirmed": sum(1 for item in container_list if item["confirmed"]),
+        "protected": sum(1 for item in container_list if item["protected"]),
+        "candidates": sum(1 for item in container_list if item["candidate"]),
+        "runtime_faults": sum(1 for item in container_list if item["runtime_fault"]),
+        "max_pids_pressure": max([item["pids_pressure"] for item in container_list
+                                  if item["pids_pressure"] is not None] or [None]),
+    }
 
 
 def run_scan(options, check_mode=False, now=None):
@@ -123,7 +198,10 @@ def run_scan(options, check_mode=False, now=None):
         attributor = attribution.Attributor(table, options.proc_root,
                                             runtimes.RuntimeFiles(**options.runtime_files))
         containers, host_groups = attributor.attribute(zombies)
+        for record in containers.values():
+            add_pids_usage(record, options.proc_root, options.cgroup_root)
     scan_seconds = time.monotonic() - started
+    metrics_path = None
 
     lock = state.Lock(options.state_path, options.process_timeout) if not check_mode else contextlib.nullcontext()
     with lock:
@@ -134,12 +212,42 @@ def run_scan(options, check_mode=False, now=None):
                                                    options.confirm_count, _container_identity)
         new["host_groups"] = state.update_sightings(current["host_groups"], host_groups, now,
                                                     options.confirm_count)
-        new["last_run"] = now
-        new["boot_id"] = boot_id
         after = state.sighting_view(new)
         changed = before != after
+
+        container_list = []
+        for key, record in containers.items():
+            record["confirm_count"] = options.confirm_count
+            container_list.append(decide(record, new["containers"][key], options.whitelist))
+        container_list = _ranked(container_list)
+        host_list = []
+        for key, group in sorted(host_groups.items()):
+            entry = new["host_groups"][key]
+            group.update(sightings=entry["count"], confirmed=entry["confirmed"], candidate=False)
+            host_list.append(group)
+        summary = _summary(container_list, host_list, len(zombies), len(new["containers"]))
+
+        check_seconds = time.monotonic() - started
+        new.update(last_run=now, boot_id=boot_id, last_success=now,
+                   last_scan=snapshot(container_list, host_list, summary, now),
+                   histogram=metrics.observe(current.get("histogram"), check_seconds),
+                   history=state.keep_recent(current.get("history"), {
+                       "time": now, "zombies": summary["zombies"], "host_zombies": summary["host_zombies"],
+                       "containers": summary["containers_with_zombies"], "confirmed": summary["confirmed"],
+                       "candidates": summary["candidates"]}, state.HISTORY_LENGTH))
         if not check_mode:
             state.save(options.state_path, new)
+            # Under the lock, so a remediation run's textfile never overtakes this one.
+            metrics_path, problem = metrics.publish(options.metrics_textfile_dir, new)
+            if problem:
+                warnings.append(problem)
+
+    if not check_mode:
+        try:
+            options.audit_log.write(audit.sighting_records(container_list, host_list, current, options.confirm_count,
+                                                           options.audit_log.min_level, now))
+        except OSError as error:
+            warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
 
     previous_run = current.get("last_run")
     gap = now - previous_run if previous_run else None
@@ -147,45 +255,24 @@ def run_scan(options, check_mode=False, now=None):
         warnings.append("%.0fs since the previous run on this node, check_interval is %.0fs: confirmation "
                         "takes longer than planned (is the schedule running?)" % (gap, options.check_interval))
 
-    container_list = []
-    for key, record in containers.items():
-        entry = new["containers"][key]
-        record["confirm_count"] = options.confirm_count
-        container_list.append(decide(record, entry, options.whitelist))
-    container_list = _ranked(container_list)
-    host_list = []
-    for key, group in sorted(host_groups.items()):
-        entry = new["host_groups"][key]
-        group.update(sightings=entry["count"], confirmed=entry["confirmed"], candidate=False)
-        host_list.append(group)
-
-    host_zombie_count = sum(group["zombie_count"] for group in host_list)
-    result = {
+    return {
         "changed": changed,
         "report": report_lines(container_list, host_list),
         "boot_id": boot_id,
         "state_path": options.state_path,
+        "metrics_path": metrics_path,
         "scanned_processes": len(table),
         "scan_seconds": round(scan_seconds, 6),
+        "check_seconds": round(check_seconds, 6),
         "zombie_count": len(zombies),
-        "container_zombie_count": len(zombies) - host_zombie_count,
-        "host_zombie_count": host_zombie_count,
+        "container_zombie_count": len(zombies) - summary["host_zombies"],
+        "host_zombie_count": summary["host_zombies"],
         "containers": container_list,
         "host_groups": host_list,
         "vm_sandboxes": attributor.vm_sandboxes(),
         "candidates": [item["container_id"] for item in container_list if item["candidate"]],
         "previous_run_age_seconds": round(gap, 3) if gap is not None else None,
         "warnings": warnings,
-        "summary": {
-            "zombies": len(zombies),
-            "host_zombies": host_zombie_count,
-            "containers_with_zombies": len(container_list),
-            "tracked_containers": len(new["containers"]),
-            "confirmed": sum(1 for item in container_list if item["confirmed"]),
-            "protected": sum(1 for item in container_list if item["protected"]),
-            "candidates": sum(1 for item in container_list if item["candidate"]),
-            "runtime_faults": sum(1 for item in container_list if item["runtime_fault"]),
-        },
+        "summary": summary,
         "diff": {"before": before, "after": after},
     }
-    return result

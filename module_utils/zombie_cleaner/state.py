@@ -19,6 +19,10 @@ import tempfile
 import time
 
 STATE_VERSION = 1
+# Optional sections (added without a format change: older files simply lack them).
+KEPT_ACROSS_BOOTS = ("counters", "last_run", "last_success", "histogram", "last_scan", "history", "remediations")
+HISTORY_LENGTH = 48
+REMEDIATIONS_KEPT = 50
 
 
 class StateError(Exception):
@@ -72,14 +76,21 @@ def load(path, boot_id, move_corrupt=True, now=None):
             warnings.append("state file %s is %s; a real run would keep it aside and start fresh" % (path, reason))
         return empty_state(boot_id), warnings
     state = empty_state(boot_id)
-    state["counters"] = data.get("counters") or {}
-    state["last_run"] = data.get("last_run")
+    # Counters, metrics and history outlive a reboot: Prometheus counters must not go down.
+    for key in KEPT_ACROSS_BOOTS:
+        if data.get(key) is not None:
+            state[key] = data[key]
     if data.get("boot_id") != boot_id:
         warnings.append("node rebooted since the last run (boot id changed): sightings start over")
         return state, warnings
     state["containers"] = data["containers"]
     state["host_groups"] = data["host_groups"]
     return state, warnings
+
+
+def keep_recent(items, item, limit):
+    """items + [item], only the newest limit kept."""
+    return (list(items or []) + [item])[-limit:]
 
 
 def zombie_key(zombie):

@@ -18,6 +18,7 @@ class FakeNode:
         self.crio = self.root / "run/containers/storage"
         self.podman = self.root / "var/lib/containers/storage"
         self.pod_logs = self.root / "var/log/pods"
+        self.cgroup_root = self.root / "sys/fs/cgroup"
         self._next_start = 1000
 
     def runtime_files(self):
@@ -46,6 +47,16 @@ class FakeNode:
         (directory / "cgroup").write_text(cgroup)
         (directory / "status").write_text("Name:\t%s\nState:\t%s\nTracerPid:\t0\n" % (name[:15], state))
         return start
+
+    def pids_cgroup(self, path, current, limit, v1=True):
+        """pids.current and pids.max (an int or "max") of one cgroup, v1 (pids/ hierarchy) or v2."""
+        directory = self.cgroup_root / ("pids" if v1 else "") / path.strip("/")
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "pids.current").write_text("%d\n" % current)
+        (directory / "pids.max").write_text("%s\n" % limit)
+        if not v1:
+            (self.cgroup_root / "cgroup.controllers").write_text("cpu memory pids\n")
+        return directory
 
     def containerd_bundle(self, namespace, container_id, init_pid, annotations=None, v1=False):
         kind = "io.containerd.runtime.v1.linux" if v1 else "io.containerd.runtime.v2.task"

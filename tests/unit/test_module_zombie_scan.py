@@ -1,5 +1,6 @@
 """The zombie_scan module over fixture trees: arguments, check and diff mode, failures."""
 
+import json
 import os
 
 import pytest
@@ -29,7 +30,8 @@ def fixture_node(tmp_path):
 
 def args_for(node, tmp_path, **extra):
     args = dict(proc_root=str(node.proc), state_path=str(tmp_path / "state" / "state.json"),
-                **node.runtime_files())
+                cgroup_root=str(node.cgroup_root), audit_log_path=str(tmp_path / "log" / "audit.log"),
+                metrics_textfile_dir=str(tmp_path), **node.runtime_files())
     args.update(extra)
     return args
 
@@ -109,3 +111,51 @@ def test_corrupt_state_is_a_warning_not_a_failure(monkeypatch, tmp_path):
     assert result["summary"]["containers_with_zombies"] == 2
     assert any("kept it as" in warning for warning in result["node_warnings"])
     assert [n for n in os.listdir(os.path.dirname(args["state_path"])) if ".corrupt-" in n]
+
+
+def test_pids_pressure_ranks_containers_and_runs_leave_metrics_and_audit(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    node.pids_cgroup("/k8s.io/" + APP, 10, 100)
+    node.pids_cgroup("/k8s.io/" + PROTECTED, 63, 64)
+    args = args_for(node, tmp_path)
+    results = [run_module(monkeypatch, zombie_scan, args) for _ in range(3)]
+    ranked = results[-1]["containers"]
+    assert [c["container_id"] for c in ranked] == [PROTECTED, APP]       # closest to failing forks first
+    assert (ranked[0]["pids_current"], ranked[0]["pids_max"], ranked[0]["pids_pressure"]) == (63, 64, 0.9844)
+    assert "pids 63/64 (98% of the limit)" in results[-1]["report"][1]
+    assert results[-1]["summary"]["max_pids_pressure"] == 0.9844
+
+    prom = tmp_path / "zombie_cleaner.prom"
+    assert results[-1]["metrics_path"] == str(prom)
+    text = prom.read_text()
+    assert "zombie_cleaner_check_duration_seconds_count 3\n" in text
+    assert "zombie_cleaner_zombie_processes_found 3\n" in text
+    assert 'zombie_cleaner_container_pids_max{container_id="%s",namespace="kube-system",pod="kube-proxy",' \
+           'container="main",runtime="containerd"} 64\n' % PROTECTED in text
+
+    lines = [json.loads(line) for line in (tmp_path / "log" / "audit.log").read_text().splitlines()]
+    sighted = [line for line in lines if line["action"] == "sighting"]
+    assert len(sighted) == 3                              # each zombie once, when first seen (level info)
+    confirmed = [line["container_id"] for line in lines if line["action"] == "confirm"]
+    assert sorted(confirmed) == sorted([APP, PROTECTED])
+
+    # A container gone from the node drops out of the metrics.
+    for pid in (101, 102):
+        (node.proc / str(pid) / "stat").unlink()
+    run_module(monkeypatch, zombie_scan, args)
+    assert APP not in prom.read_text() and PROTECTED in prom.read_text()
+
+
+def test_check_mode_writes_no_metrics_and_no_audit(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    result = run_module(monkeypatch, zombie_scan, dict(args_for(node, tmp_path), _ansible_check_mode=True))
+    assert result["metrics_path"] is None
+    assert not (tmp_path / "zombie_cleaner.prom").exists() and not (tmp_path / "log").exists()
+
+
+def test_bad_audit_size_fails_before_anything_is_written(monkeypatch, tmp_path):
+    node = fixture_node(tmp_path)
+    with pytest.raises(ModuleFail) as failure:
+        run_module(monkeypatch, zombie_scan, args_for(node, tmp_path, audit_log_max_size="lots"))
+    assert failure.value.result["parameter"] == "audit_log_max_size"
+    assert not (tmp_path / "state").exists()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import remediate
+from ansible.module_utils.zombie_cleaner import audit, remediate
 from helpers.procfixture import FakeNode
 
 SHIM_ARGV = ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "c1"]
@@ -71,7 +71,8 @@ def test_per_run_cap_defers_the_rest_and_dry_run_acts_on_nothing(tmp_path):
                               init={"pid": init, "start_time": init, "name": "app"},
                               zombies=[{"pid": zombie, "ppid": init, "start_time": zombie, "name": "w"}]))
     options = remediate.RemediationOptions(proc_root=str(node.proc), state_path=str(tmp_path / "s.json"),
-                                           audit_log_path=str(tmp_path / "audit.log"), max_remediations_per_run=2,
+                                           audit_log=audit.AuditLog(str(tmp_path / "audit.log")),
+                                           max_remediations_per_run=2,
                                            dry_run=True)
     result = remediate.run_remediation(options, records)
     by_id = {item["container_id"]: item["result"] for item in result["outcomes"]}
