@@ -71,3 +71,11 @@ REMEDIATE_ARGUMENT_SPEC = dict(
 
 def binaries(params):
     return {name: params[name + "_bin"] for name in ("docker", "podman", "ctr", "crictl")}
+
+
+REPORT_ARGUMENT_SPEC = dict(
+    nodes=dict(type="dict", required=True),
+    output_dir=dict(type="path", required=True),
+    title=dict(type="str", default="zombie-cleaner fleet report"),
+    repeat_threshold=dict(type="int", default=2),
+)

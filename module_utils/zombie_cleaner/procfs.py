@@ -87,6 +87,18 @@ def read_cmdline(proc_root, pid):
     return [part.decode("utf-8", "replace") for part in data.rstrip(b"\0").split(b"\0")]
 
 
+def is_live(proc_root):
+    """True when proc_root is this system's procfs, seen from our own PID namespace.
+
+    A fixture tree (tests) or a stale copy has no /self link to this process:
+    its PIDs name nothing real, so nothing may ever be signalled on its word.
+    """
+    try:
+        return os.readlink(os.path.join(proc_root, "self")) == str(os.getpid())
+    except OSError:
+        return False
+
+
 def read_cgroup(proc_root, pid):
     """Lines of /proc/PID/cgroup as (hierarchy_id, controllers, path) tuples."""
     try:

@@ -30,6 +30,8 @@ def send_exact(proc_root, pid, start_time, signum):
     """
     if pid <= 1:
         raise Refused("refusing to signal pid %d" % pid)
+    if not procfs.is_live(proc_root):
+        raise Refused("proc_root=%r is not this system's live /proc: its pids name nothing to signal" % proc_root)
     if pid == os.getpid():
         raise Refused("refusing to signal this process")
     if not is_same_process(proc_root, pid, start_time):

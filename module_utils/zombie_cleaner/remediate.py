@@ -126,7 +126,8 @@ class Remediator:
         rungs, reason = ladder(record, self.options)
         zombies = record.get("zombies") or []
         outcome = dict(_identity(record), zombies_before=len(zombies), rungs=[], timeouts=0,
-                       parents=[{key: parent.get(key) for key in ("name", "pid", "parent_class")}
+                       parents=[dict({key: parent.get(key) for key in ("name", "pid", "parent_class")},
+                                     is_init=parent.get("pid") == (record.get("init") or {}).get("pid"))
                                 for parent in record.get("parents") or []],
                        zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
         if rungs is None:
@@ -151,6 +152,10 @@ class Remediator:
             outcome["shim_note"] = ("this shim serves the whole pod sandbox %s: killing it stops every container "
                                     "of the pod" % record["shim"]["id"])
         runtime = runtime_cli.for_record(record, self.options.binaries)
+        if not (check_mode or self.options.dry_run) and not procfs.is_live(self.options.proc_root):
+            outcome.update(result="skipped", reason="proc_root %s is not this system's live /proc: nothing is "
+                                                    "acted on from a copy" % self.options.proc_root)
+            return outcome
         if check_mode or self.options.dry_run:
             outcome.update(result="would_remediate", plan=[self._describe(rung, record, runtime) for rung in rungs],
                            reason="dry run" if self.options.dry_run else "check mode")

@@ -160,7 +160,8 @@ def snapshot(container_list, host_list, summary, now):
             "pids_pressure": item["pids_pressure"], "sightings": item["sightings"], "confirmed": item["confirmed"],
             "protected": item["protected"], "decision": item["decision"],
             "init": (item.get("init") or {}).get("name"),
-            "parents": [{key: parent[key] for key in ("name", "pid", "parent_class", "zombie_count")}
+            "parents": [dict({key: parent[key] for key in ("name", "pid", "parent_class", "zombie_count")},
+                             is_init=parent["pid"] == (item.get("init") or {}).get("pid"))
                         for parent in item["parents"]],
         } for item in container_list[:SNAPSHOT_CONTAINERS]],
         "host_groups": [{"parent": group["parent"]["name"], "parent_pid": group["parent"]["pid"],

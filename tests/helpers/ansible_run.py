@@ -16,3 +16,10 @@ def playbook(*args, env=None, check=True):
         raise AssertionError("ansible-playbook %s failed (%d):\n%s\n%s" % (
             " ".join(args), result.returncode, result.stdout[-4000:], result.stderr[-4000:]))
     return result
+
+
+def node_paths(tmp_path):
+    """-e arguments that keep a test's node-side files (state, audit log, metrics) under tmp_path."""
+    return ["-e", "zombie_cleaner_state_path=%s" % (tmp_path / "state" / "state.json"),
+            "-e", "zombie_cleaner_audit_log_path=%s" % (tmp_path / "log" / "audit.log"),
+            "-e", "zombie_cleaner_metrics_textfile_dir=%s" % tmp_path]

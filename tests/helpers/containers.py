@@ -167,7 +167,8 @@ def fill_pids_once_command(attempts, marker):
     """A helper shell forks `attempts` children (or until the pids cgroup refuses) and exits;
     its children and itself end as zombies of PID 1 (sleep), which never reaps. After a restart
     (marker present in the container's filesystem) PID 1 just sleeps, as a fixed image would.
-    Leaves attempts + 1 zombies when nothing refuses a fork."""
+    Leaves attempts + 1 zombies when nothing refuses a fork. The helper execs its final sleep:
+    a shell waiting for a foreground child would reap some of its background children first."""
     return ["/bin/sh", "-c",
             "if [ ! -f %s ]; then touch %s; /bin/sh -c 'i=0; while [ $i -lt %d ]; do /bin/sleep 0 & "
-            "i=$((i+1)); done; /bin/sleep 1' & fi; exec /bin/sleep 100000" % (marker, marker, attempts)]
+            "i=$((i+1)); done; exec /bin/sleep 1' & fi; exec /bin/sleep 100000" % (marker, marker, attempts)]

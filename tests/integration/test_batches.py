@@ -10,7 +10,9 @@ def inventory(tmp_path):
     hosts = {}
     for name in ("node1", "node2", "node3"):
         hosts[name] = {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
-                       "ansible_become": False, "zombie_cleaner_state_path": str(tmp_path / name / "state.json")}
+                       "ansible_become": False, "zombie_cleaner_state_path": str(tmp_path / name / "state.json"),
+                       "zombie_cleaner_audit_log_path": str(tmp_path / name / "audit.log"),
+                       "zombie_cleaner_metrics_textfile_dir": str(tmp_path)}
     # node2 fails: its state directory cannot be created (under /proc).
     hosts["node2"]["zombie_cleaner_state_path"] = "/proc/zombie-cleaner/state.json"
     path = tmp_path / "inventory.json"

@@ -5,16 +5,14 @@ import os
 import time
 
 from helpers import containers
-from helpers.ansible_run import playbook
+from helpers.ansible_run import node_paths, playbook
 from helpers.zombies import start_time, wait_for, wait_for_zombies, zombie_children
 
 
 def site(tmp_path, *extra, env=None, check=True):
     results = tmp_path / "results"
     results.mkdir(exist_ok=True)
-    result = playbook("playbooks/site.yml", "-e", "zombie_cleaner_state_path=%s" % (tmp_path / "state.json"),
-                      "-e", "zombie_cleaner_audit_log_path=%s" % (tmp_path / "audit.log"),
-                      "-e", "zombie_cleaner_results_dir=%s" % results,
+    result = playbook("playbooks/site.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_results_dir=%s" % results,
                       "-e", "zombie_cleaner_container_timeout=9s", "-e", "zombie_cleaner_replacement_wait=2s",
                       *extra, env=env, check=check)
     return result, results
@@ -51,11 +49,11 @@ def test_docker_pids_limit_exhausted_then_cured_by_restart(runtimes, tmp_path, c
     assert new_pid != old_init[0] and zombie_children(new_pid) == []
     fork = box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait")
     assert fork.returncode == 0, fork.stderr   # forks work again
-    state = json.loads((tmp_path / "state.json").read_text())
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert box.id not in state["containers"]                      # success resets the count
     assert state["counters"]["containers_cleaned_total"] == 1
-    lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-    cured = [line for line in lines if line["container_id"] == box.id and line["result"] == "cured"]
+    lines = [json.loads(line) for line in (tmp_path / "log" / "audit.log").read_text().splitlines()]
+    cured = [line for line in lines if line["container_id"] == box.id and line.get("result") == "cured"]
     assert len(cured) == 1
     for field in ("time", "level", "msg", "component", "container_id", "pod_name", "namespace", "zombie_pid",
                   "zombie_ppid", "zombie_cmdline"):
@@ -108,13 +106,13 @@ def test_dry_run_and_check_mode_touch_nothing_and_name_the_actions(runtimes, tmp
     assert outcome["result"] == "would_remediate"
     assert [step["rung"] for step in outcome["plan"]] == ["restart", "kill_init", "kill_shim"]
     assert "via docker" in outcome["plan"][0]["action"]
-    state_before = (tmp_path / "state.json").read_bytes()
+    state_before = (tmp_path / "state" / "state.json").read_bytes()
     result, results = site(tmp_path, "--check")
     assert outcomes_by_id(results)[box.id]["result"] == "would_remediate"
     report = json.loads((results / "localhost.remediation.json").read_text())["report"]
     assert any("would graceful restart through the runtime via docker -> SIGKILL" in line for line in report)
     assert "would_remediate" in result.stdout
-    assert (tmp_path / "state.json").read_bytes() == state_before
+    assert (tmp_path / "state" / "state.json").read_bytes() == state_before
     assert (box.inspect()["State"]["Pid"], start_time(box.init_pid)) == before
     assert zombie_children(box.init_pid) == box.zombies
 
@@ -137,7 +135,7 @@ def test_hung_runtime_cli_is_bounded_counted_and_escalated(runtimes, tmp_path, c
     # docker start hangs too: the container is left stopped, and that is a counted failure.
     assert outcome["result"] == "failed" and outcome["timeouts"] >= 2
     assert result.returncode != 0
-    state = json.loads((tmp_path / "state.json").read_text())
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
     assert state["counters"]["cleanup_failures_total"] == 1
     assert state["counters"]["container_operation_timeouts_total"] >= 2
     assert elapsed < 60   # 2s per rung plus Ansible's own start-up
@@ -153,7 +151,7 @@ def _cmdline(pid):
 
 
 def test_restarted_between_scan_and_remediation_is_stale_and_untouched(runtimes, tmp_path, cleanup):
-    from ansible.module_utils.zombie_cleaner import remediate, scan
+    from ansible.module_utils.zombie_cleaner import audit, remediate, scan
     box = containers.DockerContainer(zombies=2)
     cleanup(box)
     options = scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1)
@@ -162,7 +160,7 @@ def test_restarted_between_scan_and_remediation_is_stale_and_untouched(runtimes,
     containers.run([containers.DOCKER, "restart", "-t", "0", box.id])
     new_init = box.inspect()["State"]["Pid"]
     result = remediate.run_remediation(remediate.RemediationOptions(
-        state_path=str(tmp_path / "state.json"), audit_log_path=str(tmp_path / "audit.log")), [record])
+        state_path=str(tmp_path / "state.json"), audit_log=audit.AuditLog(str(tmp_path / "audit.log"))), [record])
     outcome = result["outcomes"][0]
     assert outcome["result"] == "stale" and "no longer the process seen" in outcome["reason"]
     assert box.inspect()["State"]["Pid"] == new_init and outcome["rungs"] == []
@@ -172,7 +170,7 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
     import shutil
     import subprocess
     import sys
-    from ansible.module_utils.zombie_cleaner import remediate, scan
+    from ansible.module_utils.zombie_cleaner import audit, remediate, scan
     impostor = tmp_path / "containerd-shim"
     shutil.copy(sys.executable, impostor)
     process = subprocess.Popen([str(impostor), "-c", "import os, time\nfor _ in range(2):\n    os.fork() or os._exit(0)\n"
@@ -189,7 +187,7 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
               "shim": {"pid": process.pid, "start_time": start_time(process.pid), "binary": "containerd-shim", "id": "x"},
               "init": None}
     outcome = remediate.run_remediation(remediate.RemediationOptions(
-        state_path=str(tmp_path / "state.json"), audit_log_path=str(tmp_path / "audit.log")), [forged])["outcomes"][0]
+        state_path=str(tmp_path / "state.json"), audit_log=audit.AuditLog(str(tmp_path / "audit.log"))), [forged])["outcomes"][0]
     assert outcome["result"] == "stale" and outcome["reason"] == "pid %d is not a container shim" % process.pid
     assert process.poll() is None
 

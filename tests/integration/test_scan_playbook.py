@@ -3,14 +3,14 @@
 import json
 
 from helpers import containers
-from helpers.ansible_run import playbook
+from helpers.ansible_run import node_paths, playbook
 
 
 def run_scan(tmp_path, *extra, env=None):
     state = tmp_path / "state" / "state.json"
     results = tmp_path / "results"
-    playbook("playbooks/scan.yml", "-e", "zombie_cleaner_state_path=%s" % state,
-             "-e", "zombie_cleaner_results_dir=%s" % results, *extra, env=env)
+    playbook("playbooks/scan.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_results_dir=%s" % results,
+             *extra, env=env)
     return json.loads((results / "localhost.scan.json").read_text()), state
 
 

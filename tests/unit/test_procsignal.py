@@ -43,3 +43,13 @@ def test_gone_process_is_refused(sleeper):
     sleeper.wait()
     with pytest.raises(procsignal.Refused):
         procsignal.send_exact("/proc", sleeper.pid, seen, signal.SIGKILL)
+
+
+def test_a_fixture_proc_tree_never_leads_to_a_real_signal(sleeper, tmp_path):
+    # A copy of the sleeper's stat under a fake root: same pid, same start time, but not the live /proc.
+    fake = tmp_path / "proc" / str(sleeper.pid)
+    fake.mkdir(parents=True)
+    fake.joinpath("stat").write_text(open("/proc/%d/stat" % sleeper.pid).read())
+    with pytest.raises(procsignal.Refused, match="not this system's live /proc"):
+        procsignal.send_exact(str(tmp_path / "proc"), sleeper.pid, start_time(sleeper.pid), signal.SIGKILL)
+    assert sleeper.poll() is None

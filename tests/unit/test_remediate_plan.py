@@ -97,3 +97,14 @@ def test_reverify_refuses_an_init_outside_the_shim(tmp_path):
     node.add(111, 110, "w", state="Z", start=12)
     alive, stale = remediate.reverify(str(node.proc), record())
     assert alive is None and stale == "pid 110 is not a child of the container's shim"
+
+
+def test_a_fixture_tree_is_never_acted_on_outside_dry_run(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", start=10, cmdline=SHIM_ARGV)
+    node.add(110, 100, "app", start=11)
+    node.add(111, 110, "w", state="Z", start=12)
+    options = remediate.RemediationOptions(proc_root=str(node.proc), state_path=str(tmp_path / "s.json"))
+    outcome = remediate.Remediator(options).remediate(record())
+    assert outcome["result"] == "skipped" and "not this system's live /proc" in outcome["reason"]
+    assert outcome["rungs"] == []

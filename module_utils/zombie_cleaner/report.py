@@ -1,0 +1,386 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report: every node's state file in, a Markdown summary and a self-contained HTML page out.
+
+Runs on the controller. The HTML has no external assets: CSS inline, charts
+as inline SVG, so it can be mailed, attached to a CI job or opened offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import tempfile
+import time
+
+WORST_CONTAINERS = 15
+PALETTE = ("#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d96a3", "#003d5b", "#b07aa1")
+
+
+class Node:
+    """One node as the report sees it: its state, or why there is none."""
+
+    def __init__(self, host, state=None, problem=None, unreachable=False):
+        self.host = host
+        self.state = state or {}
+        self.problem = problem
+        self.unreachable = unreachable
+
+    @property
+    def ok(self):
+        return self.problem is None
+
+    @property
+    def last_scan(self):
+        return self.state.get("last_scan") or {}
+
+    def counter(self, name):
+        return (self.state.get("counters") or {}).get(name, 0)
+
+
+def node_from_slurp(host, result):
+    """A Node from an ansible.builtin.slurp result (or None when the host never ran the task)."""
+    if not result:
+        return Node(host, problem="no result: the host was not reached in this play")
+    if result.get("unreachable"):
+        return Node(host, problem="unreachable: %s" % (result.get("msg") or "").strip()[:300], unreachable=True)
+    if result.get("failed") or "content" not in result:
+        return Node(host, problem="no state file: %s" % (result.get("msg") or "never scanned?").strip()[:300])
+    try:
+        state = json.loads(base64.b64decode(result["content"]).decode("utf-8"))
+    except (ValueError, TypeError) as error:
+        return Node(host, problem="state file unreadable: %s" % error)
+    if not isinstance(state, dict):
+        return Node(host, problem="state file unreadable: not a JSON object")
+    return Node(host, state=state)
+
+
+def _advice(container, parent):
+    """How to stop this workload making zombies, for the parent that does not reap."""
+    if parent.get("parent_class") == "runtime":
+        return ("The container runtime itself (%s) does not reap: a runtime bug, not the application's. "
+                "Upgrade the runtime (containerd 1.6.10 shims had this, containerd#7717)." % parent.get("name"))
+    if not parent.get("is_init"):
+        return ("`%s` is not the container's PID 1: it starts children and never waits for them. Fix the code to "
+                "wait() (or ignore SIGCHLD); an init such as tini only reaps orphans, not a living parent's "
+                "children." % parent.get("name"))
+    if container.get("pod"):
+        return ("PID 1 of the container (`%s`) does not reap orphans. Set `shareProcessNamespace: true` in the "
+                "pod spec so the pause container reaps them, or make tini or dumb-init PID 1 of the image "
+                "(`ENTRYPOINT [\"tini\", \"--\"]`)." % parent.get("name"))
+    if container.get("runtime") in ("docker", "podman"):
+        return ("PID 1 of the container (`%s`) does not reap orphans. Run it with `%s run --init` (`init: true` "
+                "in Compose), or make tini or dumb-init the image's ENTRYPOINT." % (
+                    parent.get("name"), container["runtime"]))
+    return ("PID 1 of the container (`%s`) does not reap orphans. Make tini or dumb-init PID 1 of the image "
+            "(`ENTRYPOINT [\"tini\", \"--\"]`)." % parent.get("name"))
+
+
+def build(nodes, now=None, repeat_threshold=2):
+    """The report's model: plain data the Markdown, the HTML and the module result share."""
+    now = now if now is not None else time.time()
+    reachable = [node for node in nodes if node.ok]
+    containers = []
+    for node in reachable:
+        for item in node.last_scan.get("containers") or []:
+            containers.append(dict(item, host=node.host))
+    worst = sorted(containers, key=lambda item: (item.get("pids_pressure") is None, -(item.get("pids_pressure") or 0),
+                                                 -item.get("zombies", 0)))[:WORST_CONTAINERS]
+
+    # Repeat offenders: the same workload remediated again and again, or confirmed once more after a cure.
+    workloads = {}
+    for node in reachable:
+        confirmed_now = {item["label"]: item for item in node.last_scan.get("containers") or []
+                         if item.get("confirmed")}
+        for outcome in node.state.get("remediations") or []:
+            entry = workloads.setdefault(outcome["label"], {"workload": outcome["label"], "remediations": 0,
+                                                            "hosts": set(), "parents": {}, "container": {}})
+            entry["remediations"] += 1
+            entry["hosts"].add(node.host)
+            entry["container"] = {"runtime": outcome.get("runtime"), "pod": "/" in outcome["label"]}
+            for parent in outcome.get("parents") or []:
+                entry["parents"].setdefault(parent.get("name"), parent)
+        for label, item in confirmed_now.items():
+            if label in workloads:
+                workloads[label]["remediations"] += 1          # a cure that did not last counts again
+                for parent in item.get("parents") or []:
+                    workloads[label]["parents"][parent.get("name")] = parent
+    offenders = []
+    for entry in sorted(workloads.values(), key=lambda item: (-item["remediations"], item["workload"])):
+        if entry["remediations"] < repeat_threshold:
+            continue
+        container = {"runtime": entry["container"].get("runtime"), "pod": entry["container"].get("pod")}
+        parents = [parent for parent in entry["parents"].values() if parent.get("parent_class") != "host"]
+        offenders.append({
+            "workload": entry["workload"], "remediations": entry["remediations"], "hosts": sorted(entry["hosts"]),
+            "parents": [parent.get("name") for parent in parents],
+            "advice": [_advice(container, parent) for parent in parents] or [
+                "No application parent recorded: look at the audit log on %s." % ", ".join(sorted(entry["hosts"]))],
+        })
+
+    rows = []
+    for node in nodes:
+        scan = node.last_scan
+        rows.append({
+            "host": node.host, "ok": node.ok, "problem": node.problem, "unreachable": node.unreachable,
+            "zombies": scan.get("zombies"), "host_zombies": scan.get("host_zombies"),
+            "containers": len(scan.get("containers") or []) + (scan.get("containers_omitted") or 0),
+            "confirmed": scan.get("confirmed"), "protected": scan.get("protected"),
+            "cleaned": node.counter("containers_cleaned_total"), "failures": node.counter("cleanup_failures_total"),
+            "timeouts": node.counter("container_operation_timeouts_total"),
+            "last_run": scan.get("time"),
+            "history": [(entry["time"], entry["zombies"]) for entry in node.state.get("history") or []],
+        })
+    ok_rows = [row for row in rows if row["ok"]]
+    totals = {
+        "nodes": len(nodes), "reachable": len(reachable),
+        "unreachable": sum(1 for node in nodes if node.unreachable),
+        "without_state": sum(1 for node in nodes if not node.ok and not node.unreachable),
+        "zombies": sum(row["zombies"] or 0 for row in ok_rows),
+        "host_zombies": sum(row["host_zombies"] or 0 for row in ok_rows),
+        "containers": sum(row["containers"] for row in ok_rows),
+        "confirmed": sum(row["confirmed"] or 0 for row in ok_rows),
+        "protected": sum(row["protected"] or 0 for row in ok_rows),
+        "remediated": sum(row["cleaned"] for row in ok_rows),
+        "failures": sum(row["failures"] for row in ok_rows),
+        "timeouts": sum(row["timeouts"] for row in ok_rows),
+    }
+    return {"generated": now, "totals": totals, "nodes": rows, "worst_containers": worst,
+            "repeat_offenders": offenders,
+            "problems": [{"host": row["host"], "problem": row["problem"], "unreachable": row["unreachable"]}
+                         for row in rows if not row["ok"]]}
+
+
+def _when(timestamp):
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp)) if timestamp else "never"
+
+
+def _pressure(item):
+    if item.get("pids_pressure") is None:
+        return "no limit"
+    return "%d%%" % round(item["pids_pressure"] * 100)
+
+
+def _pids(item):
+    if item.get("pids_current") is None:
+        return "?"
+    return "%s/%s" % (item["pids_current"], item["pids_max"] if item.get("pids_max") is not None else "max")
+
+
+def _md(text):
+    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value):
+    return "-" if value is None else str(value)
+
+
+def totals_line(totals):
+    """The headline numbers, worded the same in both outputs."""
+    return ("%(nodes)d nodes (%(reachable)d reachable, %(unreachable)d unreachable), %(zombies)d zombies "
+            "(%(host_zombies)d on hosts), %(containers)d containers with zombies, %(confirmed)d confirmed, "
+            "%(protected)d protected, %(remediated)d remediated, %(failures)d failed remediations" % totals)
+
+
+def markdown(model, title="zombie-cleaner fleet report"):
+    out = ["# %s" % title, "", "Generated %s." % _when(model["generated"]), "", "**%s**" % totals_line(model["totals"]),
+           "", "## Nodes", "",
+           "| node | zombies | host zombies | containers | confirmed | protected | remediated | failed | last run |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for row in model["nodes"]:
+        if row["ok"]:
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                _md(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
+                _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["failures"],
+                _when(row["last_run"])))
+        else:
+            out.append("| %s | %s |  |  |  |  |  |  |  |" % (_md(row["host"]), _md(row["problem"])))
+    if model["problems"]:
+        out += ["", "## Unreachable or without state", ""]
+        out += ["- **%s**: %s" % (_md(item["host"]), _md(item["problem"])) for item in model["problems"]]
+    out += ["", "## Containers closest to failing forks (pids pressure)", ""]
+    if model["worst_containers"]:
+        out += ["| node | container | runtime | zombies | pids | pressure | seen | decision |",
+                "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |"]
+        for item in model["worst_containers"]:
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                _md(item["host"]), _md(item["label"]), _md(item.get("runtime")), item.get("zombies"), _pids(item),
+                _pressure(item), item.get("sightings"), _md(item.get("decision"))))
+    else:
+        out.append("No container holds zombies.")
+    out += ["", "## Repeat offenders and how to prevent them", ""]
+    if model["repeat_offenders"]:
+        for item in model["repeat_offenders"]:
+            out.append("- **%s** (remediated %d times on %s): %s" % (
+                _md(item["workload"]), item["remediations"], ", ".join(item["hosts"]), " ".join(item["advice"])))
+    else:
+        out.append("None: no workload needed curing more than once.")
+    return "\n".join(out) + "\n"
+
+
+# ---- HTML -------------------------------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2430;
+background:#fafbfc;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #dde2e8;
+padding-bottom:.3rem}
+.sub{color:#5b6676;margin-top:0}.cards{display:flex;flex-wrap:wrap;gap:.8rem;margin:1rem 0}
+.card{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:.7rem 1rem;min-width:120px}
+.card b{display:block;font-size:1.6rem}.card span{color:#5b6676;font-size:.85rem}
+.card.bad b{color:#c0392b}.card.good b{color:#1e8449}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde2e8;font-size:.9rem}
+th,td{padding:.35rem .6rem;border-bottom:1px solid #eef1f4;text-align:left}th{background:#f3f5f8}
+td.n{text-align:right;font-variant-numeric:tabular-nums}tr.down td{color:#c0392b}
+.bar{background:#eef1f4;border-radius:3px;height:10px;width:120px;display:inline-block;vertical-align:middle}
+.bar i{display:block;height:10px;border-radius:3px}
+.advice{background:#fff;border:1px solid #dde2e8;border-left:4px solid #edae49;padding:.6rem 1rem;margin:.6rem 0}
+code{background:#f3f5f8;padding:0 .2rem;border-radius:3px}.muted{color:#5b6676}
+"""
+
+
+def _e(text):
+    return html.escape(str(text if text is not None else ""))
+
+
+def _inline_code(text):
+    """Markdown-style `code` spans of the advice texts as <code>."""
+    parts = _e(text).split("`")
+    return "".join(part if index % 2 == 0 else "<code>%s</code>" % part for index, part in enumerate(parts))
+
+
+def trend_svg(rows, width=1060, height=260):
+    """Zombies per node over the recent runs: one line per node, time on x."""
+    series = [(row["host"], row["history"]) for row in rows if row["ok"] and row["history"]]
+    if not series:
+        return '<p class="muted">No runs recorded yet.</p>'
+    left, right, top, bottom = 50, 180, 15, 30
+    times = [when for _, history in series for when, _ in history]
+    peak = max([value for _, history in series for _, value in history] + [1])
+    start, end = min(times), max(times)
+    span = (end - start) or 1.0
+
+    def x(when):
+        return left + (when - start) / span * (width - left - right)
+
+    def y(value):
+        return top + (1 - value / float(peak)) * (height - top - bottom)
+
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="zombies per node over recent runs" '
+             'width="%d" height="%d" viewBox="0 0 %d %d" font-size="11" font-family="sans-serif">'
+             % (width, height, width, height)]
+    for step in range(5):
+        value = peak * step / 4.0
+        parts.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eef1f4"/>' % (
+            left, width - right, y(value), y(value)))
+        parts.append('<text x="%d" y="%.1f" text-anchor="end" fill="#5b6676">%s</text>' % (
+            left - 6, y(value) + 4, ("%.1f" % value).rstrip("0").rstrip(".")))
+    parts.append('<text x="%d" y="%d" fill="#5b6676">%s</text>' % (left, height - 8, _e(_when(start))))
+    parts.append('<text x="%d" y="%d" text-anchor="end" fill="#5b6676">%s</text>' % (
+        width - right, height - 8, _e(_when(end))))
+    for index, (host, history) in enumerate(series):
+        color = PALETTE[index % len(PALETTE)]
+        points = " ".join("%.1f,%.1f" % (x(when), y(value)) for when, value in history)
+        parts.append('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>' % (color, points))
+        for when, value in history:
+            parts.append('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"><title>%s %s: %d zombies</title></circle>'
+                         % (x(when), y(value), color, _e(host), _e(_when(when)), value))
+        legend_y = top + 14 * index + 8
+        parts.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>' % (width - right + 14, legend_y - 8, color))
+        parts.append('<text x="%d" y="%d">%s (%d now)</text>' % (width - right + 30, legend_y + 1, _e(host),
+                                                                  history[-1][1]))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def pressure_bar(item):
+    if item.get("pids_pressure") is None:
+        return '<span class="muted">no limit</span>'
+    share = max(0.0, min(1.0, item["pids_pressure"]))
+    color = "#c0392b" if share >= 0.9 else "#edae49" if share >= 0.7 else "#66a182"
+    return ('<span class="bar"><i style="width:%d%%;background:%s"></i></span> %s'
+            % (round(share * 100), color, _pressure(item)))
+
+
+def html_page(model, title="zombie-cleaner fleet report"):
+    totals = model["totals"]
+    cards = [("nodes", totals["nodes"], ""), ("unreachable", totals["unreachable"],
+                                               "bad" if totals["unreachable"] else "good"),
+             ("zombies", totals["zombies"], "bad" if totals["zombies"] else "good"),
+             ("containers with zombies", totals["containers"], ""), ("confirmed", totals["confirmed"], ""),
+             ("protected", totals["protected"], ""), ("remediated", totals["remediated"], "good"),
+             ("failed remediations", totals["failures"], "bad" if totals["failures"] else "good")]
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>%s</title><style>%s</style></head><body>" % (_e(title), _CSS),
+           "<h1>%s</h1><p class=\"sub\">Generated %s &middot; <span id=\"totals\">%s</span></p>" % (
+               _e(title), _e(_when(model["generated"])), _e(totals_line(totals))),
+           '<div class="cards">']
+    out += ['<div class="card %s"><b>%s</b><span>%s</span></div>' % (cls, value, _e(name))
+            for name, value, cls in cards]
+    out.append("</div><h2>Zombies per node over the recent runs</h2>")
+    out.append(trend_svg(model["nodes"]))
+    out.append('<h2>Nodes</h2><table id="nodes"><tr><th>node</th><th>zombies</th><th>host zombies</th>'
+               "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>failed</th>"
+               "<th>last run</th></tr>")
+    for row in model["nodes"]:
+        if row["ok"]:
+            out.append('<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+                       '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+                       "<td>%s</td></tr>" % (
+                           _e(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
+                           _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["failures"],
+                           _e(_when(row["last_run"]))))
+        else:
+            out.append('<tr class="down"><td>%s</td><td colspan="8">%s</td></tr>' % (_e(row["host"]),
+                                                                                      _e(row["problem"])))
+    out.append("</table><h2>Containers closest to failing forks</h2>")
+    if model["worst_containers"]:
+        out.append('<table id="containers"><tr><th>node</th><th>container</th><th>runtime</th><th>zombies</th>'
+                   "<th>pids</th><th>pids pressure</th><th>seen</th><th>decision</th></tr>")
+        for item in model["worst_containers"]:
+            out.append('<tr><td>%s</td><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td><td>%s</td>'
+                       '<td class="n">%s</td><td>%s</td></tr>' % (
+                           _e(item["host"]), _e(item["label"]), _e(item.get("runtime")), item.get("zombies"),
+                           _e(_pids(item)), pressure_bar(item), item.get("sightings"), _e(item.get("decision"))))
+        out.append("</table>")
+    else:
+        out.append('<p class="muted">No container holds zombies.</p>')
+    out.append("<h2>Repeat offenders and how to prevent them</h2>")
+    if model["repeat_offenders"]:
+        for item in model["repeat_offenders"]:
+            out.append('<div class="advice"><b>%s</b> <span class="muted">remediated %d times on %s</span>'
+                       "<p>%s</p></div>" % (_e(item["workload"]), item["remediations"], _e(", ".join(item["hosts"])),
+                                           "</p><p>".join(_inline_code(text) for text in item["advice"])))
+    else:
+        out.append('<p class="muted">None: no workload needed curing more than once.</p>')
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def _write_atomic(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=".report.", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def write(output_dir, model, title="zombie-cleaner fleet report"):
+    """Write report.md and report.html; returns their paths."""
+    os.makedirs(output_dir, exist_ok=True)
+    paths = (os.path.join(output_dir, "report.md"), os.path.join(output_dir, "report.html"))
+    _write_atomic(paths[0], markdown(model, title))
+    _write_atomic(paths[1], html_page(model, title))
+    return paths
