@@ -97,7 +97,8 @@ def build(nodes, now=None, repeat_threshold=2):
                          if item.get("confirmed")}
         for outcome in node.state.get("remediations") or []:
             entry = workloads.setdefault(outcome["label"], {"workload": outcome["label"], "remediations": 0,
-                                                            "hosts": set(), "parents": {}, "container": {}})
+                                                            "hosts": set(), "back_on": set(), "parents": {},
+                                                            "container": {}})
             entry["remediations"] += 1
             entry["hosts"].add(node.host)
             entry["container"] = {"runtime": outcome.get("runtime"), "pod": "/" in outcome["label"]}
@@ -105,17 +106,18 @@ def build(nodes, now=None, repeat_threshold=2):
                 entry["parents"].setdefault(parent.get("name"), parent)
         for label, item in confirmed_now.items():
             if label in workloads:
-                workloads[label]["remediations"] += 1          # a cure that did not last counts again
+                workloads[label]["back_on"].add(node.host)     # a cure that did not last
                 for parent in item.get("parents") or []:
                     workloads[label]["parents"][parent.get("name")] = parent
     offenders = []
     for entry in sorted(workloads.values(), key=lambda item: (-item["remediations"], item["workload"])):
-        if entry["remediations"] < repeat_threshold:
+        if entry["remediations"] + (1 if entry["back_on"] else 0) < repeat_threshold:
             continue
         container = {"runtime": entry["container"].get("runtime"), "pod": entry["container"].get("pod")}
         parents = [parent for parent in entry["parents"].values() if parent.get("parent_class") != "host"]
         offenders.append({
             "workload": entry["workload"], "remediations": entry["remediations"], "hosts": sorted(entry["hosts"]),
+            "confirmed_again_on": sorted(entry["back_on"]),
             "parents": [parent.get("name") for parent in parents],
             "advice": [_advice(container, parent) for parent in parents] or [
                 "No application parent recorded: look at the audit log on %s." % ", ".join(sorted(entry["hosts"]))],
@@ -171,7 +173,9 @@ def _pids(item):
 
 
 def _md(text):
-    return str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+    # Table cells: a pipe would split the cell, markup would be rendered by most viewers.
+    return (str(text if text is not None else "").replace("|", "\\|").replace("\n", " ")
+            .replace("<", "&lt;").replace(">", "&gt;"))
 
 
 def _num(value):
@@ -183,6 +187,14 @@ def totals_line(totals):
     return ("%(nodes)d nodes (%(reachable)d reachable, %(unreachable)d unreachable), %(zombies)d zombies "
             "(%(host_zombies)d on hosts), %(containers)d containers with zombies, %(confirmed)d confirmed, "
             "%(protected)d protected, %(remediated)d remediated, %(failures)d failed remediations" % totals)
+
+
+def offence(item):
+    text = "cured %d time%s on %s" % (item["remediations"], "" if item["remediations"] == 1 else "s",
+                                      ", ".join(item["hosts"]))
+    if item["confirmed_again_on"]:
+        text += ", zombies confirmed again on %s" % ", ".join(item["confirmed_again_on"])
+    return text
 
 
 def markdown(model, title="zombie-cleaner fleet report"):
@@ -214,8 +226,7 @@ def markdown(model, title="zombie-cleaner fleet report"):
     out += ["", "## Repeat offenders and how to prevent them", ""]
     if model["repeat_offenders"]:
         for item in model["repeat_offenders"]:
-            out.append("- **%s** (remediated %d times on %s): %s" % (
-                _md(item["workload"]), item["remediations"], ", ".join(item["hosts"]), " ".join(item["advice"])))
+            out.append("- **%s** (%s): %s" % (_md(item["workload"]), _md(offence(item)), " ".join(item["advice"])))
     else:
         out.append("None: no workload needed curing more than once.")
     return "\n".join(out) + "\n"
@@ -272,12 +283,16 @@ def trend_svg(rows, width=1060, height=260):
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="zombies per node over recent runs" '
              'width="%d" height="%d" viewBox="0 0 %d %d" font-size="11" font-family="sans-serif">'
              % (width, height, width, height)]
-    for step in range(5):
-        value = peak * step / 4.0
+    ticks = 4 if peak >= 4 else int(peak)
+    peak = max(peak, ticks)
+    if peak % ticks:
+        peak += ticks - peak % ticks       # whole-number gridlines
+    for step in range(ticks + 1):
+        value = peak * step // ticks
         parts.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#eef1f4"/>' % (
             left, width - right, y(value), y(value)))
         parts.append('<text x="%d" y="%.1f" text-anchor="end" fill="#5b6676">%s</text>' % (
-            left - 6, y(value) + 4, ("%.1f" % value).rstrip("0").rstrip(".")))
+            left - 6, y(value) + 4, value))
     parts.append('<text x="%d" y="%d" fill="#5b6676">%s</text>' % (left, height - 8, _e(_when(start))))
     parts.append('<text x="%d" y="%d" text-anchor="end" fill="#5b6676">%s</text>' % (
         width - right, height - 8, _e(_when(end))))
@@ -352,9 +367,8 @@ def html_page(model, title="zombie-cleaner fleet report"):
     out.append("<h2>Repeat offenders and how to prevent them</h2>")
     if model["repeat_offenders"]:
         for item in model["repeat_offenders"]:
-            out.append('<div class="advice"><b>%s</b> <span class="muted">remediated %d times on %s</span>'
-                       "<p>%s</p></div>" % (_e(item["workload"]), item["remediations"], _e(", ".join(item["hosts"])),
-                                           "</p><p>".join(_inline_code(text) for text in item["advice"])))
+            out.append('<div class="advice"><b>%s</b> <span class="muted">%s</span><p>%s</p></div>' % (
+                _e(item["workload"]), _e(offence(item)), "</p><p>".join(_inline_code(text) for text in item["advice"])))
     else:
         out.append('<p class="muted">None: no workload needed curing more than once.</p>')
     out.append("</body></html>")
