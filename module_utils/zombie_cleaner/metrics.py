@@ -125,6 +125,9 @@ def render(state):
                 "Highest pids.current / pids.max of the container's cgroup and its ancestors (1 = forks fail).",
                 [("", container_labels(item), float(item["pids_pressure"])) for item in with_pids
                  if item.get("pids_pressure") is not None])
+    text.family("zombie_cleaner_check_interval_seconds", "gauge",
+                "The configured check_interval: alerts compare the time since the last success with it.",
+                [("", [], float(last.get("check_interval") or 0))])
     text.family("zombie_cleaner_last_success_timestamp_seconds", "gauge",
                 "Unix time the last scan completed (a failed scan writes nothing, so this stops moving).",
                 [("", [], float(state.get("last_success") or 0))])

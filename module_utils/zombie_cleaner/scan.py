@@ -141,10 +141,11 @@ def report_lines(containers, host_groups):
     return lines
 
 
-def snapshot(container_list, host_list, summary, now):
+def snapshot(container_list, host_list, summary, now, check_interval):
     """What the metrics and the fleet report need of this scan, kept in the state."""
     return {
         "time": now,
+        "check_interval": check_interval,
         "zombies": summary["zombies"],
         "host_zombies": summary["host_zombies"],
         "tracked_containers": summary["tracked_containers"],
@@ -230,7 +231,7 @@ def run_scan(options, check_mode=False, now=None):
 
         check_seconds = time.monotonic() - started
         new.update(last_run=now, boot_id=boot_id, last_success=now,
-                   last_scan=snapshot(container_list, host_list, summary, now),
+                   last_scan=snapshot(container_list, host_list, summary, now, options.check_interval),
                    histogram=metrics.observe(current.get("histogram"), check_seconds),
                    history=state.keep_recent(current.get("history"), {
                        "time": now, "zombies": summary["zombies"], "host_zombies": summary["host_zombies"],
