@@ -13,7 +13,7 @@ import time
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 COMPONENT = "zombie-cleaner"
 
-_RESULT_LEVEL = {"cured": "info", "would_remediate": "info", "skipped": "debug", "deferred": "warning",
+_RESULT_LEVEL = {"cured": "info", "reaped_in_place": "info", "would_remediate": "info", "skipped": "debug", "deferred": "warning",
                  "stale": "info", "failed": "error"}
 
 
@@ -147,6 +147,7 @@ def outcome_records(outcomes, now=None):
                             result=outcome["result"], rung=outcome.get("rung"), runtime=outcome.get("runtime"),
                             container_name=outcome.get("container_name"), zombies_before=outcome["zombies_before"],
                             zombies_after=outcome.get("zombies_after"), timeouts=outcome["timeouts"],
+                            stop_seconds=outcome.get("stop_seconds"),
                             rungs=[{key: step.get(key) for key in ("rung", "ok", "seconds", "detail")}
                                    for step in outcome["rungs"]]))
     return records

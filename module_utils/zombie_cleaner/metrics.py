@@ -22,11 +22,15 @@ CONTAINER_LABELS = ("container_id", "namespace", "pod", "container", "runtime")
 # (state counter key, metric name, help). The first three are the original design's.
 COUNTERS = (
     ("containers_cleaned_total", "zombie_cleaner_containers_cleaned_total",
-     "Containers remediated (zombies gone after a rung of the ladder)."),
+     "Containers remediated (zombies gone after a rung of the ladder, reaped in place or restarted)."),
     ("cleanup_failures_total", "zombie_cleaner_cleanup_failures_total",
      "Remediations that failed: every rung tried, zombies still there or the workload not back."),
     ("container_operation_timeouts_total", "zombie_cleaner_container_operation_timeouts_total",
      "Container operations that hit container_timeout."),
+    ("containers_reaped_in_place_total", "zombie_cleaner_containers_reaped_in_place_total",
+     "Containers cured by reaping in place (the parent made to call wait4; no restart). Part of cleaned_total."),
+    ("zombies_reaped_in_place_total", "zombie_cleaner_zombies_reaped_in_place_total",
+     "Zombies reaped in place by their own parent."),
 )
 
 

@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The remediation ladder for confirmed containers, least disruptive first.
 
-restart (through the runtime) -> SIGKILL the container's init -> SIGKILL the
-shim (last resort). Every rung is bounded by container_timeout; every signal
+reap in place (the non-reaping parent calls wait4 through ptrace: no
+downtime) -> restart (through the runtime) -> SIGKILL the container's init ->
+SIGKILL the shim (last resort). Every rung is bounded by container_timeout; every signal
 goes to the exact process seen (pid + start time); nothing is done to a
 container whose evidence went stale since the scan.
 """
@@ -16,13 +17,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.zombie_cleaner import (attribution, audit, config, metrics, procfs, procsignal,
-                                                 runtime_cli, runtimes, state)
+                                                 reaper, runtime_cli, runtimes, state)
 
+REAP = "reap_in_place"
 RESTART = "restart"
 KILL_INIT = "kill_init"
 KILL_SHIM = "kill_shim"
 
 RUNG_TEXT = {
+    REAP: "make the non-reaping parent call wait4 in place (ptrace)",
     RESTART: "graceful restart through the runtime",
     KILL_INIT: "SIGKILL the container's init",
     KILL_SHIM: "SIGKILL the container's shim",
@@ -34,7 +37,7 @@ class RemediationOptions:
                  audit_log=None, metrics_textfile_dir=None, container_timeout="30s",
                  process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
                  dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
-                 binaries=None, runtime_files=None):
+                 binaries=None, runtime_files=None, reap_in_place=True, reap_host_zombies=False):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
         self.audit_log = audit_log or audit.AuditLog(None)
@@ -47,6 +50,8 @@ class RemediationOptions:
         self.dry_run = bool(dry_run)
         self.allow_shim_kill_for_runtime_faults = bool(allow_shim_kill_for_runtime_faults)
         self.binaries = binaries or {}
+        self.reap_in_place = bool(reap_in_place)
+        self.reap_host_zombies = bool(reap_host_zombies)
         self.runtime_files = runtime_files or {}
 
 
@@ -60,7 +65,7 @@ def ladder(record, options):
         return None, "no shim found: the container's runtime process is unknown"
     classes = record.get("parent_classes") or []
     if attribution.APPLICATION in classes:
-        return [RESTART, KILL_INIT, KILL_SHIM], None
+        return ([REAP] if options.reap_in_place else []) + [RESTART, KILL_INIT, KILL_SHIM], None
     if attribution.RUNTIME in classes:
         if options.allow_shim_kill_for_runtime_faults:
             return [KILL_SHIM], None
@@ -157,11 +162,11 @@ class Remediator:
                                                     "acted on from a copy" % self.options.proc_root)
             return outcome
         if check_mode or self.options.dry_run:
-            outcome.update(result="would_remediate", plan=[self._describe(rung, record, runtime) for rung in rungs],
-                           reason="dry run" if self.options.dry_run else "check mode")
+            outcome.update(result="would_remediate", reason="dry run" if self.options.dry_run else "check mode",
+                           plan=[self._describe(rung, record, runtime, alive) for rung in rungs])
             return outcome
         for rung in rungs:
-            step = self._run_rung(rung, record, runtime)
+            step = self._run_rung(rung, record, runtime, alive)
             outcome["rungs"].append(step)
             outcome["timeouts"] += step["timeouts"]
             if not step["ok"]:
@@ -176,12 +181,37 @@ class Remediator:
         outcome["zombies_after"] = len(_alive_zombies(self.options.proc_root, alive))
         if "rung" not in outcome:
             outcome.update(result="failed", reason="every rung failed; zombies still there")
+        elif outcome["rung"] == REAP:
+            step = outcome["rungs"][-1]
+            outcome.update(result="reaped_in_place", stop_seconds=step["stop_seconds"],
+                           reason="zombies reaped by their parent in place; the parent was stopped for %.3f ms, "
+                                  "the container kept running" % (step["stop_seconds"] * 1000))
         else:
             self._verify_workload(record, runtime, outcome)
         outcome["seconds"] = round(time.monotonic() - started, 3)
         return outcome
 
-    def _describe(self, rung, record, runtime):
+    def _reap(self, record, zombies, dry_run):
+        """reaper.reap for every application parent of these zombies: [result per parent]."""
+        parents = {parent["pid"]: parent for parent in record.get("parents") or []
+                   if parent.get("parent_class") == attribution.APPLICATION}
+        by_parent = {}
+        for zombie in zombies:
+            if zombie["ppid"] in parents:
+                by_parent.setdefault(zombie["ppid"], []).append(zombie)
+        return [reaper.reap(self.options.proc_root, parents[pid], group, self.options.process_timeout, dry_run)
+                for pid, group in sorted(by_parent.items())]
+
+    def _describe(self, rung, record, runtime, zombies):
+        if rung == REAP:
+            results = self._reap(record, zombies, dry_run=True)
+            verdicts = ["%s[%s]: %s%s" % (item["parent"].get("name"), item["parent"]["pid"], item["reason"],
+                                          "; seccomp %s" % "/".join(item["seccomp"]) if item["seccomp"] else "")
+                        for item in results]
+            safe = bool(results) and all(item["ok"] for item in results)
+            return {"rung": rung, "action": "%s%s (%s)" % (RUNG_TEXT[REAP], "" if safe else ": not safe, skipped",
+                                                           "; ".join(verdicts) or "no application parent"),
+                    "safe": safe, "verdicts": results}
         target = {
             RESTART: "%s via %s" % (RUNG_TEXT[RESTART], runtime.name if runtime else "no supported runtime CLI"),
             KILL_INIT: "%s %s[%s]" % (RUNG_TEXT[KILL_INIT], (record.get("init") or {}).get("name"),
@@ -190,10 +220,21 @@ class Remediator:
         }[rung]
         return {"rung": rung, "action": target}
 
-    def _run_rung(self, rung, record, runtime):
+    def _run_rung(self, rung, record, runtime, zombies):
         started = time.monotonic()
         step = {"rung": rung, "ok": False, "timeouts": 0, "detail": ""}
-        if rung == RESTART:
+        if rung == REAP:
+            results = self._reap(record, zombies, dry_run=False)
+            step["parents"] = results
+            step["ok"] = bool(results) and all(item["ok"] for item in results)
+            step["stop_seconds"] = max([item["stop_seconds"] or 0.0 for item in results] or [0.0])
+            step["reaped"] = sum(len(item["reaped"]) for item in results)
+            step["detail"] = "; ".join("%s[%s]: %s" % (item["parent"].get("name"), item["parent"]["pid"],
+                                                       item["reason"]) for item in results) or "no application parent"
+            if step["ok"] and record.get("init") and not procsignal.is_same_process(
+                    self.options.proc_root, record["init"]["pid"], record["init"]["start_time"]):
+                step.update(ok=False, detail=step["detail"] + "; but the container's init changed")
+        elif rung == RESTART:
             if runtime is None:
                 step["detail"] = "no runtime adapter for %s" % record.get("runtime")
             else:
@@ -297,29 +338,35 @@ def _remembered(outcome, now):
     return {"time": now, "container_id": outcome["container_id"], "label": attribution.label(outcome),
             "runtime": outcome.get("runtime"), "result": outcome["result"], "rung": outcome.get("rung"),
             "reason": outcome.get("reason"), "zombies_before": outcome["zombies_before"],
+            "stop_seconds": outcome.get("stop_seconds"),
             "parents": outcome.get("parents") or []}
 
 
 def _record(options, outcomes, check_mode, now):
     counts = {name: sum(1 for item in outcomes if item["result"] == name)
-              for name in ("cured", "failed", "stale", "skipped", "deferred", "would_remediate")}
+              for name in ("reaped_in_place", "cured", "failed", "stale", "skipped", "deferred", "would_remediate")}
+    reaped_zombies = sum(item["zombies_before"] - (item.get("zombies_after") or 0) for item in outcomes
+                         if item["result"] == "reaped_in_place")
     timeouts = sum(item["timeouts"] for item in outcomes)
-    changed = counts["cured"] + counts["failed"] > 0
+    changed = counts["cured"] + counts["reaped_in_place"] + counts["failed"] > 0
     warnings = []
     if not check_mode:
         state.prepare_directory(options.state_path)
         with state.Lock(options.state_path, options.process_timeout):
             current, warnings = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
             counters = current.setdefault("counters", {})
-            for name, value in (("containers_cleaned_total", counts["cured"]),
+            for name, value in (("containers_cleaned_total", counts["cured"] + counts["reaped_in_place"]),
+                                ("containers_reaped_in_place_total", counts["reaped_in_place"]),
+                                ("zombies_reaped_in_place_total", reaped_zombies),
                                 ("cleanup_failures_total", counts["failed"]),
                                 ("container_operation_timeouts_total", timeouts)):
                 counters[name] = counters.get(name, 0) + value
             remembered = current.get("remediations") or []
             for item in outcomes:
-                if item["result"] == "cured":
+                if item["result"] in ("cured", "reaped_in_place"):
                     current["containers"].pop(item["container_id"], None)   # success resets the count
-                if item["result"] in ("cured", "failed"):
+                    current["host_groups"].pop(item["container_id"], None)
+                if item["result"] in ("cured", "reaped_in_place", "failed"):
                     remembered = state.keep_recent(remembered, _remembered(item, now), state.REMEDIATIONS_KEPT)
             current["remediations"] = remembered
             state.save(options.state_path, current)

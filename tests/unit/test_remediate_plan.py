@@ -8,6 +8,7 @@ from helpers.procfixture import FakeNode
 SHIM_ARGV = ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "c1"]
 OPTIONS = remediate.RemediationOptions()
 ALLOW_SHIM = remediate.RemediationOptions(allow_shim_kill_for_runtime_faults=True)
+NO_REAP = remediate.RemediationOptions(reap_in_place=False)
 
 
 def record(**overrides):
@@ -20,7 +21,8 @@ def record(**overrides):
 
 
 @pytest.mark.parametrize("overrides, options, rungs, reason", [
-    ({}, OPTIONS, ["restart", "kill_init", "kill_shim"], None),
+    ({}, OPTIONS, ["reap_in_place", "restart", "kill_init", "kill_shim"], None),
+    ({}, NO_REAP, ["restart", "kill_init", "kill_shim"], None),
     ({"protected": True}, OPTIONS, None, "protected by the whitelist"),
     ({"confirmed": False}, OPTIONS, None, "not confirmed"),
     ({"shim": None}, OPTIONS, None, "no shim found: the container's runtime process is unknown"),
