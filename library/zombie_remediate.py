@@ -28,6 +28,27 @@ options:
     type: list
     elements: dict
     required: true
+  host_groups:
+    description:
+      - Host zombie groups from M(zombie_scan) (C(host_groups) with C(confirmed) true). Only used with
+        O(reap_host_zombies); they are never cured by restarting anything.
+    type: list
+    elements: dict
+    default: []
+  reap_in_place:
+    description:
+      - First rung for containers whose zombies an application process holds. The parent is stopped for well
+        under a millisecond with C(PTRACE_SEIZE)/C(PTRACE_INTERRUPT), made to call C(wait4) for exactly the zombies
+        seen, its registers restored and detached. No restart, no downtime.
+      - Skipped (the ladder goes on) unless provably safe - the exact process seen, not traced, not stopped, not a
+        kernel thread, not the host's PID 1, x86_64, and every seccomp filter of the parent evaluates to ALLOW for
+        that exact C(wait4) call.
+    type: bool
+    default: true
+  reap_host_zombies:
+    description: Also reap in place the confirmed zombies of ordinary host processes (never the host's init).
+    type: bool
+    default: false
   proc_root:
     description: Root of the process filesystem.
     type: path
@@ -159,7 +180,10 @@ node_warnings:
   elements: str
   sample: []
 outcomes:
-  description: One entry per container passed in.
+  description:
+    - One per container (and host group) passed in. C(result) is C(reaped_in_place) (cured without a restart; with
+      C(stop_seconds), how long the parent was stopped), C(cured), C(failed), C(stale), C(skipped), C(deferred) or
+      C(would_remediate) (dry run and check mode, with C(plan) naming each rung and the reap verdict).
   returned: always
   type: list
   elements: dict
@@ -178,10 +202,10 @@ outcomes:
       seconds: 2.41
       rungs: [{rung: restart, ok: true, seconds: 2.4, timeouts: 0, detail: "docker restart -t ok in 2.4s"}]
 summary:
-  description: Counts by result (cured, failed, stale, skipped, deferred, would_remediate) and timeouts.
+  description: Counts by result (reaped_in_place, cured, failed, stale, skipped, deferred, would_remediate) and timeouts.
   returned: always
   type: dict
-  sample: {cured: 1, failed: 0, stale: 0, skipped: 1, deferred: 0, would_remediate: 0, timeouts: 0}
+  sample: {reaped_in_place: 2, cured: 1, failed: 0, stale: 0, skipped: 1, deferred: 0, would_remediate: 0, timeouts: 0}
 dry_run:
   description: Whether this was a dry run.
   returned: always

@@ -52,6 +52,9 @@ def runtime_files(params):
 
 REMEDIATE_ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="dict", required=True),
+    host_groups=dict(type="list", elements="dict", default=[]),
+    reap_in_place=dict(type="bool", default=True),
+    reap_host_zombies=dict(type="bool", default=False),
     proc_root=dict(type="path", default="/proc"),
     state_path=dict(type="path", default="/var/lib/zombie-cleaner/state.json"),
     container_timeout=dict(type="str", default="30s"),

@@ -199,8 +199,13 @@ class Tracee:
         try:
             _ptrace(PTRACE_DETACH, self.pid, None, None, "PTRACE_DETACH")
         except PtraceError:
-            # Not in a ptrace-stop: the kernel detaches it when this process exits; nothing of ours is left in it.
-            pass
+            # Not in a ptrace-stop. If it died while we held it, its exit is reported to us first:
+            # collect it so its real parent can reap it. Otherwise the kernel detaches it when this
+            # process exits; nothing of ours is left in it.
+            try:
+                os.waitpid(self.pid, os.WNOHANG | WALL)
+            except OSError:
+                pass
         self.attached = False
         self.stopped = False
         for sig in self.suppressed_signals:

@@ -149,7 +149,10 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
                     result["restore_mismatch"] = True
             stop_ended = time.monotonic()
     except ptrace.PtraceError as error:
-        result.update(verdict="failed", reason="injection stopped: %s" % error)
+        if error.errno == errno.ESRCH and _ends_soon(proc_root, parent):
+            result.update(verdict="failed", reason="the parent ended during the injection")
+        else:
+            result.update(verdict="failed", reason="injection stopped: %s" % error)
     finally:
         tracee.detach()
         if tracee.stopped_at is not None:
@@ -157,6 +160,18 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
     if result["verdict"] == "failed" or dry_run or result["reason"]:
         return result
     return _verify_after(proc_root, parent, before, targets, result)
+
+
+def _ends_soon(proc_root, parent, timeout=1.0):
+    """True if the parent is gone or dying (a SIGKILL makes ptrace answer ESRCH before /proc shows it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stat = procfs.read_stat(proc_root, parent["pid"])
+        if stat is None or stat.state in ("Z", "X") or stat.start_time != parent["start_time"]:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
 
 
 def _seccomp_verdict(tracee, proc_root, pid, address, targets, saved):

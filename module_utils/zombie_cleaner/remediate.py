@@ -191,6 +191,40 @@ class Remediator:
         outcome["seconds"] = round(time.monotonic() - started, 3)
         return outcome
 
+    def reap_host(self, group, check_mode=False):
+        """Host zombies of an ordinary host process: reap in place or leave them (never a restart)."""
+        outcome = host_outcome(group)
+        parent = group["parent"]
+        if not group.get("confirmed"):
+            outcome.update(result="skipped", reason="not confirmed")
+            return outcome
+        if group.get("parent_is_host_init") or parent["pid"] <= 1:
+            outcome.update(result="skipped", reason="the host's init is the parent: not ours to touch")
+            return outcome
+        alive = _alive_zombies(self.options.proc_root, group["zombies"])
+        if not alive:
+            outcome.update(result="stale", reason="its zombies are gone since the scan")
+            return outcome
+        dry_run = check_mode or self.options.dry_run
+        if not dry_run and not procfs.is_live(self.options.proc_root):
+            outcome.update(result="skipped", reason="proc_root is not this system's live /proc")
+            return outcome
+        result = reaper.reap(self.options.proc_root, parent, alive, self.options.process_timeout, dry_run)
+        if dry_run:
+            outcome.update(result="would_remediate" if result["ok"] else "skipped", reason=result["reason"],
+                           plan=[{"rung": REAP, "action": RUNG_TEXT[REAP], "safe": result["ok"],
+                                  "verdicts": [result]}])
+            return outcome
+        outcome["rungs"].append({"rung": REAP, "ok": result["ok"], "timeouts": 0, "detail": result["reason"],
+                                 "stop_seconds": result["stop_seconds"], "parents": [result]})
+        outcome["zombies_after"] = len(_alive_zombies(self.options.proc_root, alive))
+        if result["ok"]:
+            outcome.update(result="reaped_in_place", rung=REAP, stop_seconds=result["stop_seconds"],
+                           reason=result["reason"])
+        else:
+            outcome.update(result="skipped" if result["verdict"] == "skipped" else "failed", reason=result["reason"])
+        return outcome
+
     def _reap(self, record, zombies, dry_run):
         """reaper.reap for every application parent of these zombies: [result per parent]."""
         parents = {parent["pid"]: parent for parent in record.get("parents") or []
@@ -302,11 +336,13 @@ class Remediator:
             time.sleep(0.5)
 
 
-def run_remediation(options, containers, check_mode=False, now=None):
-    """Remediate the given scanned containers on this node. Returns the result dict."""
+def run_remediation(options, containers, check_mode=False, now=None, host_groups=()):
+    """Remediate the given scanned containers (and, if allowed, reap confirmed host groups) on this node."""
     now = now if now is not None else time.time()
     remediator = Remediator(options, runtimes.RuntimeFiles(**options.runtime_files))
-    ordered = sorted(containers, key=lambda item: (-(item.get("zombie_count") or 0), item["container_id"]))
+    # Closest to failing forks first, then most zombies: the per-run cap defers the least urgent.
+    ordered = sorted(containers, key=lambda item: (item.get("pids_pressure") is None, -(item.get("pids_pressure") or 0),
+                                                   -(item.get("zombie_count") or 0), item["container_id"]))
     eligible, outcomes = [], []
     for record in ordered:
         rungs, outcome = remediator.plan(record)
@@ -319,7 +355,28 @@ def run_remediation(options, containers, check_mode=False, now=None):
             eligible.append(record)
     with ThreadPoolExecutor(max_workers=options.max_concurrent) as pool:
         outcomes.extend(pool.map(lambda record: remediator.remediate(record, check_mode), eligible))
+    for group in host_groups:
+        if not options.reap_host_zombies:
+            break
+        if len(eligible) >= options.max_per_run:
+            outcome = host_outcome(group)
+            outcome.update(result="deferred", reason="max_remediations_per_run=%d reached" % options.max_per_run)
+        else:
+            eligible.append(group)
+            outcome = remediator.reap_host(group, check_mode)
+        outcomes.append(outcome)
     return _record(options, outcomes, check_mode, now)
+
+
+def host_outcome(group):
+    parent = group["parent"]
+    zombies = group.get("zombies") or []
+    return {"container_id": group["key"], "runtime": None, "namespace": None, "pod": None, "container_name": None,
+            "name": "host %s[%s]" % (parent.get("name"), parent["pid"]), "pod_uid": None,
+            "zombies_before": len(zombies), "rungs": [], "timeouts": 0, "zombie": zombies[0] if zombies else None,
+            "zombie_pids": [item["pid"] for item in zombies],
+            "parents": [{"name": parent.get("name"), "pid": parent["pid"], "parent_class": attribution.HOST,
+                         "is_init": False}]}
 
 
 def _report_line(outcome):

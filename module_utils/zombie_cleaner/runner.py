@@ -47,16 +47,19 @@ def run_remediate_module(module):
             max_concurrent_containers=params["max_concurrent_containers"],
             max_remediations_per_run=params["max_remediations_per_run"], dry_run=params["dry_run"],
             allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
+            reap_in_place=params["reap_in_place"], reap_host_zombies=params["reap_host_zombies"],
             binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params))
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
-    for index, record in enumerate(params["containers"]):
-        missing = [key for key in ("container_id", "zombies") if key not in record]
-        if missing:
-            module.fail_json(msg="containers[%d] lacks %s: pass the records of a zombie_scan result" % (
-                index, ", ".join(missing)), parameter="containers")
+    for section, required in (("containers", ("container_id", "zombies")), ("host_groups", ("key", "parent", "zombies"))):
+        for index, record in enumerate(params[section]):
+            missing = [key for key in required if key not in record]
+            if missing:
+                module.fail_json(msg="%s[%d] lacks %s: pass the records of a zombie_scan result" % (
+                    section, index, ", ".join(missing)), parameter=section)
     try:
-        result = remediate.run_remediation(options, params["containers"], check_mode=module.check_mode)
+        result = remediate.run_remediation(options, params["containers"], check_mode=module.check_mode,
+                                           host_groups=params["host_groups"])
     except state.StateError as error:
         module.fail_json(msg=str(error))
     for warning in result["node_warnings"]:

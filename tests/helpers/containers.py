@@ -60,9 +60,10 @@ def runtimes_available():
 class CtrContainer:
     """A task under containerd's k8s.io namespace, optionally joined to a CRI-style pod sandbox shim."""
 
-    def __init__(self, name=None, command=None, annotations=None, cgroup=None, zombies=0):
+    def __init__(self, name=None, command=None, annotations=None, cgroup=None, zombies=0, extra=()):
         self.id = name or "zc-" + uuid.uuid4().hex[:10]
         argv = ["ctr", "-n", CTR_NAMESPACE, "run", "-d", "--env", "PATH=/bin", "--label", TEST_LABEL + "=1"]
+        argv += list(extra)
         for key, value in (annotations or {}).items():
             argv += ["--annotation", "%s=%s" % (key, value)]
         if cgroup:
