@@ -132,6 +132,7 @@ def build(nodes, now=None, repeat_threshold=2):
             "containers": len(scan.get("containers") or []) + (scan.get("containers_omitted") or 0),
             "confirmed": scan.get("confirmed"), "protected": scan.get("protected"),
             "cleaned": node.counter("containers_cleaned_total"), "failures": node.counter("cleanup_failures_total"),
+            "reaped": node.counter("containers_reaped_in_place_total"),
             "timeouts": node.counter("container_operation_timeouts_total"),
             "last_run": scan.get("time"),
             "history": [(entry["time"], entry["zombies"]) for entry in node.state.get("history") or []],
@@ -147,6 +148,7 @@ def build(nodes, now=None, repeat_threshold=2):
         "confirmed": sum(row["confirmed"] or 0 for row in ok_rows),
         "protected": sum(row["protected"] or 0 for row in ok_rows),
         "remediated": sum(row["cleaned"] for row in ok_rows),
+        "reaped_in_place": sum(row["reaped"] for row in ok_rows),
         "failures": sum(row["failures"] for row in ok_rows),
         "timeouts": sum(row["timeouts"] for row in ok_rows),
     }
@@ -186,7 +188,8 @@ def totals_line(totals):
     """The headline numbers, worded the same in both outputs."""
     return ("%(nodes)d nodes (%(reachable)d reachable, %(unreachable)d unreachable), %(zombies)d zombies "
             "(%(host_zombies)d on hosts), %(containers)d containers with zombies, %(confirmed)d confirmed, "
-            "%(protected)d protected, %(remediated)d remediated, %(failures)d failed remediations" % totals)
+            "%(protected)d protected, %(remediated)d remediated (%(reaped_in_place)d reaped in place without a restart), "
+            "%(failures)d failed remediations" % totals)
 
 
 def offence(item):
@@ -200,16 +203,17 @@ def offence(item):
 def markdown(model, title="zombie-cleaner fleet report"):
     out = ["# %s" % title, "", "Generated %s." % _when(model["generated"]), "", "**%s**" % totals_line(model["totals"]),
            "", "## Nodes", "",
-           "| node | zombies | host zombies | containers | confirmed | protected | remediated | failed | last run |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+           "| node | zombies | host zombies | containers | confirmed | protected | remediated | reaped in place "
+           "| failed | last run |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in model["nodes"]:
         if row["ok"]:
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 _md(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
-                _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["failures"],
+                _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"], row["failures"],
                 _when(row["last_run"])))
         else:
-            out.append("| %s | %s |  |  |  |  |  |  |  |" % (_md(row["host"]), _md(row["problem"])))
+            out.append("| %s | %s |  |  |  |  |  |  |  |  |" % (_md(row["host"]), _md(row["problem"])))
     if model["problems"]:
         out += ["", "## Unreachable or without state", ""]
         out += ["- **%s**: %s" % (_md(item["host"]), _md(item["problem"])) for item in model["problems"]]
@@ -327,6 +331,7 @@ def html_page(model, title="zombie-cleaner fleet report"):
              ("zombies", totals["zombies"], "bad" if totals["zombies"] else "good"),
              ("containers with zombies", totals["containers"], ""), ("confirmed", totals["confirmed"], ""),
              ("protected", totals["protected"], ""), ("remediated", totals["remediated"], "good"),
+             ("reaped in place, no restart", totals["reaped_in_place"], "good"),
              ("failed remediations", totals["failures"], "bad" if totals["failures"] else "good")]
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -339,18 +344,19 @@ def html_page(model, title="zombie-cleaner fleet report"):
     out.append("</div><h2>Zombies per node over the recent runs</h2>")
     out.append(trend_svg(model["nodes"]))
     out.append('<h2>Nodes</h2><table id="nodes"><tr><th>node</th><th>zombies</th><th>host zombies</th>'
-               "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>failed</th>"
+               "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>reaped in place</th>"
+               "<th>failed</th>"
                "<th>last run</th></tr>")
     for row in model["nodes"]:
         if row["ok"]:
             out.append('<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
                        '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
-                       "<td>%s</td></tr>" % (
+                       '<td class="n">%s</td><td>%s</td></tr>' % (
                            _e(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
-                           _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["failures"],
-                           _e(_when(row["last_run"]))))
+                           _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"],
+                           row["failures"], _e(_when(row["last_run"]))))
         else:
-            out.append('<tr class="down"><td>%s</td><td colspan="8">%s</td></tr>' % (_e(row["host"]),
+            out.append('<tr class="down"><td>%s</td><td colspan="9">%s</td></tr>' % (_e(row["host"]),
                                                                                       _e(row["problem"])))
     out.append("</table><h2>Containers closest to failing forks</h2>")
     if model["worst_containers"]:

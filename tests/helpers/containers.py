@@ -173,3 +173,16 @@ def fill_pids_once_command(attempts, marker):
     return ["/bin/sh", "-c",
             "if [ ! -f %s ]; then touch %s; /bin/sh -c 'i=0; while [ $i -lt %d ]; do /bin/sleep 0 & "
             "i=$((i+1)); done; exec /bin/sleep 1' & fi; exec /bin/sleep 100000" % (marker, marker, attempts)]
+
+
+# PID 1 of this command never calls wait4: children in the background, then exec sleep.
+NO_WAIT_ZOMBIES_COMMAND = ["/bin/sh", "-c", "for i in 1 2 3; do /bin/sleep 0 & done; exec /bin/sleep 100000"]
+
+
+def no_wait4_seccomp_profile(directory):
+    """A Docker seccomp profile that kills the process on wait4: reaping in place must never be tried there."""
+    path = os.path.join(str(directory), "no-wait4.json")
+    with open(path, "w") as handle:
+        json.dump({"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["wait4"], "action": "SCMP_ACT_KILL_PROCESS"}]}, handle)
+    return path

@@ -3,13 +3,14 @@
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import ptrace, reaper, remediate, scan
+from ansible.module_utils.zombie_cleaner import ptrace, reaper, remediate, scan, seccomp
 from helpers import containers
 from helpers.ansible_run import node_paths, playbook
 from helpers.parents import Parent
@@ -169,11 +170,22 @@ def test_pid_1_of_a_containerd_container_is_reaped_without_a_restart(runtimes, t
     assert zombie_children(box.init_pid) == [] and (box.init_pid, start_time(box.init_pid)) == init
 
 
-def seccomp_profile(tmp_path):
-    profile = tmp_path / "no-wait4.json"
-    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW",
-                                   "syscalls": [{"names": ["wait4"], "action": "SCMP_ACT_KILL_PROCESS"}]}))
-    return str(profile)
+def test_the_evaluator_agrees_with_a_real_default_profile(runtimes, cleanup):
+    # containerd's default profile, as the kernel holds it: wait4 allowed, mount/kexec_load/reboot refused.
+    box = containers.CtrContainer(zombies=1, extra=["--seccomp"])
+    cleanup(box)
+    with ptrace.Tracee(box.init_pid, time.monotonic() + 5) as tracee:
+        tracee.interrupt()
+        programs = [seccomp.parse(b"".join(struct.pack("<HBBI", *item) for item in program))
+                    for program in tracee.seccomp_filters()]
+    assert programs and len(programs[0]) > 50
+    def action(nr, arch=seccomp.AUDIT_ARCH_X86_64):
+        return seccomp.verdict(programs, seccomp.seccomp_data(nr, arch, 0x1000, [0] * 6))
+    assert action(61) == (True, ["ALLOW"])                           # wait4
+    for refused in (165, 246, 169):                                   # mount, kexec_load, reboot
+        allowed, names = action(refused)
+        assert not allowed and names[0] in ("ERRNO", "KILL_PROCESS", "KILL_THREAD"), (refused, names)
+    assert action(61, arch=0x12345678)[0] is False                    # an architecture the profile does not know
 
 
 def site(tmp_path, *extra):
@@ -209,9 +221,8 @@ def test_seeds_pids_exhaustion_cured_without_a_restart(runtimes, tmp_path, clean
 
 
 def test_container_whose_seccomp_kills_wait4_goes_to_the_restart_rung(runtimes, tmp_path, cleanup):
-    # No wait4 anywhere in PID 1's life: children in the background, then exec sleep.
-    command = ["/bin/sh", "-c", "for i in 1 2 3; do /bin/sleep 0 & done; exec /bin/sleep 100000"]
-    box = containers.DockerContainer(command=command, extra=["--security-opt", "seccomp=%s" % seccomp_profile(tmp_path)])
+    box = containers.DockerContainer(command=containers.NO_WAIT_ZOMBIES_COMMAND, extra=[
+        "--security-opt", "seccomp=%s" % containers.no_wait4_seccomp_profile(tmp_path)])
     cleanup(box)
     wait_for(lambda: len(zombie_children(box.init_pid)) == 3, "3 zombies under PID 1")
     old_init = box.init_pid
@@ -235,3 +246,18 @@ def test_check_mode_names_the_reap_rung_with_its_verdict(runtimes, tmp_path, cle
     assert len(zombie_children(box.init_pid)) == 2 and (box.init_pid, start_time(box.init_pid)) == init
     exec_ok = box.exec("/bin/true")
     assert exec_ok.returncode == 0
+
+
+def test_host_zombies_are_reaped_in_place_only_when_allowed(parent, tmp_path):
+    host_parent = parent("sleep", 3, "3")
+    options = scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1)
+    groups = [group for group in scan.run_scan(options)["host_groups"] if group["parent"]["pid"] == host_parent.pid]
+    assert len(groups) == 1 and groups[0]["confirmed"]
+    state_path = str(tmp_path / "state.json")
+    off = remediate.run_remediation(remediate.RemediationOptions(state_path=state_path), [], host_groups=groups)
+    assert off["outcomes"] == [] and len(host_parent.zombie_pids()) == 3          # default: off
+    on = remediate.run_remediation(remediate.RemediationOptions(state_path=state_path, reap_host_zombies=True), [],
+                                   host_groups=groups)
+    outcome = on["outcomes"][0]
+    assert outcome["result"] == "reaped_in_place" and outcome["zombies_after"] == 0, outcome
+    assert host_parent.zombie_pids() == [] and host_parent.finish().startswith("slept")

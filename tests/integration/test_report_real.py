@@ -11,6 +11,7 @@ from helpers import browser, containers
 from helpers.ansible_run import playbook
 from helpers.node_exporter import free_port
 from helpers.procfixture import FakeNode
+from helpers.zombies import start_time, wait_for, zombie_children
 
 CRIO_ID = "e" * 64
 UID = "0b1c2d3e-0000-1111-2222-333344445555"
@@ -58,9 +59,16 @@ def chromium():
 
 
 def test_fleet_report_shows_nodes_containers_offenders_and_unreachable(runtimes, chromium, tmp_path, cleanup):
-    # Makes 4 zombies after every start, so each cure is followed by a new confirmation: a repeat offender.
-    offender = containers.DockerContainer(zombies=4, extra=["--pids-limit", "12"])
+    # Makes 3 zombies after every start, and its seccomp profile rules out reaping in place: each cure is a
+    # restart followed by a new confirmation, a repeat offender.
+    offender = containers.DockerContainer(command=containers.NO_WAIT_ZOMBIES_COMMAND, extra=[
+        "--pids-limit", "12", "--security-opt", "seccomp=%s" % containers.no_wait4_seccomp_profile(tmp_path)])
     cleanup(offender)
+    wait_for(lambda: len(zombie_children(offender.init_pid)) == 3, "3 zombies in the offender")
+    # Cured once by reaping in place: never restarted, never back.
+    reapable = containers.DockerContainer(zombies=2)
+    cleanup(reapable)
+    reapable_init = (reapable.init_pid, start_time(reapable.init_pid))
     protected = containers.DockerContainer(zombies=1, labels={"io.kubernetes.pod.name": "exporter-x",
                                                                "io.kubernetes.pod.namespace": "monitoring"})
     cleanup(protected)
@@ -80,9 +88,12 @@ def test_fleet_report_shows_nodes_containers_offenders_and_unreachable(runtimes,
     html = (report_dir / "report.html").read_text()
     state1 = json.loads((tmp_path / "node1" / "state.json").read_text())
     cleaned = state1["counters"]["containers_cleaned_total"]
-    assert cleaned >= 2
+    assert cleaned >= 3 and state1["counters"]["containers_reaped_in_place_total"] == 1
     headline = re.search(r"\*\*(3 nodes .*)\*\*", markdown).group(1)
-    assert "%d remediated" % cleaned in headline and "0 failed remediations" in headline
+    assert "%d remediated (1 reaped in place without a restart)" % cleaned in headline
+    assert "0 failed remediations" in headline
+    assert (reapable.inspect()["State"]["Pid"], start_time(reapable.init_pid)) == reapable_init
+    assert zombie_children(reapable.init_pid) == []
     assert "1 protected" in headline
 
     # Self-contained: no scripts, stylesheets, images or fonts fetched from anywhere.
@@ -101,6 +112,7 @@ def test_fleet_report_shows_nodes_containers_offenders_and_unreachable(runtimes,
     # The CRI-O container at 250/256 pids is the closest to failing forks: first row, for the right node.
     assert first_row.index("node2") < first_row.index("pay/billing-7f9c/api") < first_row.index("</tr>")
     assert "250/256" in containers_table and "98%" in containers_table
+    assert reapable.name not in containers_table        # reaped: no zombies left to show
     assert "monitoring/exporter-x/" in containers_table
     advice = dom[dom.index("Repeat offenders"):]
     assert offender.name in advice and "docker run --init" in advice and "sleep" in advice
