@@ -89,13 +89,14 @@ class Tracee:
         self.pid = pid
         self.deadline = deadline          # time.monotonic() value
         self.attached = False
+        self.seized = False               # ever attached: once True, something may have happened
         self.stopped = False
         self.stopped_at = None
         self.suppressed_signals = []      # signals that arrived while we held it: re-sent after detach
 
     def __enter__(self):
         _ptrace(PTRACE_SEIZE, self.pid, None, None, "PTRACE_SEIZE of pid %d" % self.pid)
-        self.attached = True
+        self.attached = self.seized = True
         return self
 
     def __exit__(self, *exc):

@@ -149,7 +149,10 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
                     result["restore_mismatch"] = True
             stop_ended = time.monotonic()
     except ptrace.PtraceError as error:
-        if error.errno == errno.ESRCH and _ends_soon(proc_root, parent):
+        if not tracee.seized:
+            # Refused before anything happened (Yama ptrace_scope 3, a container without CAP_SYS_PTRACE).
+            result.update(verdict="skipped", reason="cannot attach: %s" % error)
+        elif error.errno == errno.ESRCH and _ends_soon(proc_root, parent):
             result.update(verdict="failed", reason="the parent ended during the injection")
         else:
             result.update(verdict="failed", reason="injection stopped: %s" % error)

@@ -261,3 +261,17 @@ def test_host_zombies_are_reaped_in_place_only_when_allowed(parent, tmp_path):
     outcome = on["outcomes"][0]
     assert outcome["result"] == "reaped_in_place" and outcome["zombies_after"] == 0, outcome
     assert host_parent.zombie_pids() == [] and host_parent.finish().startswith("slept")
+
+
+def test_a_refused_attach_is_a_skip_not_a_failure(parent, monkeypatch):
+    sleeper = parent("sleep", 2, "2")
+    real = ptrace._ptrace
+
+    def refuse_seize(request, pid, addr, data, what):
+        if request == ptrace.PTRACE_SEIZE:
+            raise ptrace.PtraceError(what, 1)       # EPERM, as under Yama ptrace_scope=3
+        return real(request, pid, addr, data, what)
+    monkeypatch.setattr(ptrace, "_ptrace", refuse_seize)
+    result = reap(sleeper)
+    assert result["verdict"] == "skipped" and result["reason"].startswith("cannot attach: PTRACE_SEIZE")
+    assert len(sleeper.zombie_pids()) == 2 and result["stop_seconds"] is None
