@@ -85,34 +85,6 @@ options:
     description: Re-verify and report the rungs that would run; change nothing on workloads.
     type: bool
     default: false
-  audit_log_path:
-    description:
-      - JSON-lines audit log on the node, with the original design's fields (C(time), C(level), C(msg),
-        C(component), C(container_id), C(pod_name), C(namespace), C(zombie_pid), C(zombie_ppid), C(zombie_cmdline)).
-      - Empty turns the log off.
-    type: path
-    default: /var/log/zombie-cleaner/audit.log
-  audit_log_max_size:
-    description: The audit log is rotated before it would grow past this size (C(10M), C(512K), bytes).
-    type: str
-    default: 10M
-  audit_log_backups:
-    description: Rotated files kept (C(audit.log.1) ...); C(0) keeps none.
-    type: int
-    default: 3
-  log_level:
-    description:
-      - Lowest level written to the audit log. C(debug) adds a line per zombie still present on every run;
-        C(info) logs zombies when first seen and every remediation; C(warning) only confirmations and problems.
-    type: str
-    choices: [debug, info, warning, error]
-    default: info
-  metrics_textfile_dir:
-    description:
-      - node_exporter's textfile collector directory. C(zombie_cleaner.prom) is written there atomically at the end
-        of every run. Empty turns metrics off; a missing directory gives a warning, not a failure.
-    type: str
-    default: /var/lib/prometheus/node-exporter
   docker_bin:
     description: Docker CLI.
     type: str
@@ -129,26 +101,9 @@ options:
     description: crictl CLI (used for kubelet-managed containers when installed).
     type: str
     default: crictl
-  containerd_state_dir:
-    description: containerd's state directory (to find the kubelet's replacement container).
-    type: path
-    default: /run/containerd
-  docker_data_dir:
-    description: Docker's data root.
-    type: path
-    default: /var/lib/docker
-  crio_storage_dir:
-    description: CRI-O's run storage.
-    type: path
-    default: /run/containers/storage
-  podman_storage_dir:
-    description: podman's storage.
-    type: path
-    default: /var/lib/containers/storage
-  pod_log_dir:
-    description: The kubelet's pod log directory.
-    type: path
-    default: /var/log/pods
+extends_documentation_fragment:
+  - zombie_cleaner.runtime_files
+  - zombie_cleaner.outputs
 attributes:
   check_mode:
     support: full

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+
+from ansible.module_utils.zombie_cleaner import atomicfile
 
 TEXTFILE_NAME = "zombie_cleaner.prom"
 # A scan of a busy node takes milliseconds to a second; process_timeout caps it at seconds.
@@ -149,23 +150,10 @@ def write_textfile(directory, text, name=TEXTFILE_NAME):
                             "there, or set metrics_textfile_dir to its directory (empty turns metrics off)"
                             % directory)
     try:
-        fd, temp = tempfile.mkstemp(prefix="." + name + ".", suffix=".tmp", dir=directory)
+        # 0644: node_exporter runs as its own user. No directory fsync: a lost textfile is rewritten next run.
+        return atomicfile.write(os.path.join(directory, name), text, mode=0o644, durable=False)
     except OSError as error:
         raise TextfileError("metrics_textfile_dir=%r is not writable: %s" % (directory, error))
-    try:
-        os.fchmod(fd, 0o644)   # node_exporter runs as its own user
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, os.path.join(directory, name))
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    return os.path.join(directory, name)
 
 
 def publish(directory, state):

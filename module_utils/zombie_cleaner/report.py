@@ -13,8 +13,9 @@ import base64
 import html
 import json
 import os
-import tempfile
 import time
+
+from ansible.module_utils.zombie_cleaner import atomicfile
 
 WORST_CONTAINERS = 15
 PALETTE = ("#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d96a3", "#003d5b", "#b07aa1")
@@ -381,26 +382,10 @@ def html_page(model, title="zombie-cleaner fleet report"):
     return "\n".join(out) + "\n"
 
 
-def _write_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".report.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-
-
 def write(output_dir, model, title="zombie-cleaner fleet report"):
     """Write report.md and report.html; returns their paths."""
     os.makedirs(output_dir, exist_ok=True)
     paths = (os.path.join(output_dir, "report.md"), os.path.join(output_dir, "report.html"))
-    _write_atomic(paths[0], markdown(model, title))
-    _write_atomic(paths[1], html_page(model, title))
+    atomicfile.write(paths[0], markdown(model, title), mode=0o644, durable=False)
+    atomicfile.write(paths[1], html_page(model, title), mode=0o644, durable=False)
     return paths

@@ -15,8 +15,9 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
+
+from ansible.module_utils.zombie_cleaner import atomicfile
 
 STATE_VERSION = 1
 # Optional sections (added without a format change: older files simply lack them).
@@ -189,25 +190,5 @@ def prepare_directory(path):
 
 
 def save(path, state):
-    """Write atomically: temp file in the same directory, fsync, rename, fsync the directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=".state.", dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(state, handle, sort_keys=True, separators=(",", ":"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
+    """Write atomically and durably: temp file in the same directory, fsync, rename, fsync the directory."""
+    atomicfile.write(path, json.dumps(state, sort_keys=True, separators=(",", ":")), mode=0o600)

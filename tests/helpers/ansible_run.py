@@ -1,5 +1,6 @@
 """ansible-playbook as an operator runs it: from the repository root."""
 
+import json
 import os
 import subprocess
 
@@ -23,3 +24,19 @@ def node_paths(tmp_path):
     return ["-e", "zombie_cleaner_state_path=%s" % (tmp_path / "state" / "state.json"),
             "-e", "zombie_cleaner_audit_log_path=%s" % (tmp_path / "log" / "audit.log"),
             "-e", "zombie_cleaner_metrics_textfile_dir=%s" % tmp_path]
+
+
+def site(tmp_path, *extra, env=None, check=True):
+    """playbooks/site.yml on localhost, node files and results under tmp_path: (result, results dir)."""
+    results = tmp_path / "results"
+    result = playbook("playbooks/site.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_results_dir=%s" % results,
+                      "-e", "zombie_cleaner_replacement_wait=1s", *extra, env=env, check=check)
+    return result, results
+
+
+def outcomes_by_id(results):
+    """{container_id: outcome} of the remediation kept in the results dir (empty if none ran)."""
+    path = results / "localhost.remediation.json"
+    if not path.exists():
+        return {}
+    return {item["container_id"]: item for item in json.loads(path.read_text())["outcomes"]}

@@ -186,3 +186,20 @@ def no_wait4_seccomp_profile(directory):
         json.dump({"defaultAction": "SCMP_ACT_ALLOW",
                    "syscalls": [{"names": ["wait4"], "action": "SCMP_ACT_KILL_PROCESS"}]}, handle)
     return path
+
+
+def pids_exhausted_docker_container():
+    """The seeds' failure: PID 1 forked past a pids limit of 6 and reaps nothing, so the container's pids
+    cgroup is full (5 zombies) and every fork in it fails. Returns the container; the caller removes it."""
+    box = DockerContainer(command=fill_pids_once_command(10, "/tmp/filled"), extra=["--pids-limit", "6"])
+    try:
+        pids = "/sys/fs/cgroup/pids/docker/%s/" % box.id
+        wait_for(lambda: open(pids + "pids.current").read() == open(pids + "pids.max").read(),
+                 "the pids cgroup to fill")
+        wait_for(lambda: len(zombie_children(box.init_pid)) == 5, "5 zombies under PID 1")
+        fork = box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait")
+        assert fork.returncode != 0 and "Resource temporarily unavailable" in fork.stderr, fork.stderr
+    except BaseException:
+        box.remove()
+        raise
+    return box

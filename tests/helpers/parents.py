@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 
 from helpers.zombies import start_time, wait_for
 

@@ -12,7 +12,8 @@ import pytest
 
 from ansible.module_utils.zombie_cleaner import ptrace, reaper, remediate, scan, seccomp
 from helpers import containers
-from helpers.ansible_run import node_paths, playbook
+from helpers import ansible_run
+from helpers.ansible_run import outcomes_by_id
 from helpers.parents import Parent
 from helpers.zombies import start_time, wait_for, zombie_children
 
@@ -189,22 +190,15 @@ def test_the_evaluator_agrees_with_a_real_default_profile(runtimes, cleanup):
 
 
 def site(tmp_path, *extra):
-    results = tmp_path / "results"
-    playbook("playbooks/site.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_results_dir=%s" % results,
-             "-e", "zombie_cleaner_confirm_count=1", "-e", "zombie_cleaner_container_timeout=5s",
-             "-e", "zombie_cleaner_replacement_wait=1s", *extra)
-    return {item["container_id"]: item for item in json.loads((results / "localhost.remediation.json").read_text())
-            ["outcomes"]}
+    """One site.yml run that confirms on first sight: {container_id: outcome}."""
+    _, results = ansible_run.site(tmp_path, "-e", "zombie_cleaner_confirm_count=1",
+                                  "-e", "zombie_cleaner_container_timeout=5s", *extra)
+    return outcomes_by_id(results)
 
 
 def test_seeds_pids_exhaustion_cured_without_a_restart(runtimes, tmp_path, cleanup):
-    box = containers.DockerContainer(command=containers.fill_pids_once_command(10, "/tmp/filled"),
-                                     extra=["--pids-limit", "6"])
+    box = containers.pids_exhausted_docker_container()
     cleanup(box)
-    pids = "/sys/fs/cgroup/pids/docker/%s/" % box.id
-    wait_for(lambda: open(pids + "pids.current").read() == open(pids + "pids.max").read(), "the pids cgroup to fill")
-    wait_for(lambda: len(zombie_children(box.init_pid)) == 5, "5 zombies under PID 1")
-    assert "Resource temporarily unavailable" in box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait").stderr
     init = (box.init_pid, start_time(box.init_pid))
     outcome = site(tmp_path)[box.id]
     assert outcome["result"] == "reaped_in_place" and outcome["zombies_after"] == 0, outcome

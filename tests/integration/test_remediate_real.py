@@ -5,39 +5,23 @@ import os
 import time
 
 from helpers import containers
-from helpers.ansible_run import node_paths, playbook
+from helpers import ansible_run
+from helpers.ansible_run import outcomes_by_id
 from helpers.zombies import start_time, wait_for, wait_for_zombies, zombie_children
 
 
-def site(tmp_path, *extra, env=None, check=True):
-    results = tmp_path / "results"
-    results.mkdir(exist_ok=True)
-    result = playbook("playbooks/site.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_results_dir=%s" % results,
-                      "-e", "zombie_cleaner_container_timeout=9s", "-e", "zombie_cleaner_replacement_wait=2s",
-                      # These tests are about the restart rungs; reaping in place has its own tests.
-                      "-e", "zombie_cleaner_reap_in_place=false",
-                      *extra, env=env, check=check)
-    return result, results
+# These tests are about the restart rungs; reaping in place has its own tests.
+RESTART_RUNGS = ["-e", "zombie_cleaner_reap_in_place=false", "-e", "zombie_cleaner_container_timeout=9s"]
 
 
-def outcomes_by_id(results):
-    path = results / "localhost.remediation.json"
-    if not path.exists():
-        return {}
-    return {item["container_id"]: item for item in json.loads(path.read_text())["outcomes"]}
+def site(tmp_path, *extra, **options):
+    return ansible_run.site(tmp_path, *RESTART_RUNGS, *extra, **options)
 
 
 def test_docker_pids_limit_exhausted_then_cured_by_restart(runtimes, tmp_path, cleanup):
-    # PID 1 forks more than a pids limit of 6 allows and reaps nothing: the cgroup is full.
-    box = containers.DockerContainer(command=containers.fill_pids_once_command(10, "/tmp/filled"),
-                                     extra=["--pids-limit", "6"])
+    box = containers.pids_exhausted_docker_container()
     cleanup(box)
-    pids = "/sys/fs/cgroup/pids/docker/%s/" % box.id
-    wait_for(lambda: open(pids + "pids.current").read() == open(pids + "pids.max").read(), "the pids cgroup to fill")
-    wait_for(lambda: len(zombie_children(box.init_pid)) == 5, "5 zombies under PID 1")
     zombies = 5
-    fork = box.exec("/bin/sh", "-c", "/bin/sleep 0 & wait")
-    assert fork.returncode != 0 and "Resource temporarily unavailable" in fork.stderr   # the seed's failure
     old_init = (box.init_pid, start_time(box.init_pid))
 
     for run in range(2):
@@ -69,7 +53,7 @@ def test_containerd_task_ignoring_sigterm_escalates_to_kill_init_and_comes_back(
     cleanup(box)
     cleanup(type("Marker", (), {"remove": lambda self: os.path.exists(containers.ROOTFS + marker)
                                 and os.unlink(containers.ROOTFS + marker)})())
-    wait_for(lambda: len(zombie_children(box.init_pid)) == 4, "zombies")
+    wait_for_zombies(box.init_pid, 4, "containerd task")
     old_pid = box.init_pid
     started = time.monotonic()
     for _ in range(3):
