@@ -26,6 +26,15 @@ def label(container):
     return container.get("name") or container["container_id"][:12]
 
 
+def parent_summary(record):
+    """The non-reaping parents of a container record, each marked is_init when it is the container's PID 1
+    (then an init that reaps, such as tini, is the prevention; otherwise the application's code is)."""
+    init_pid = (record.get("init") or {}).get("pid")
+    return [{"name": parent.get("name"), "pid": parent.get("pid"), "parent_class": parent.get("parent_class"),
+             "zombie_count": parent.get("zombie_count"), "is_init": parent.get("pid") == init_pid}
+            for parent in record.get("parents") or []]
+
+
 def _proc(stat):
     return {"pid": stat.pid, "name": stat.name, "start_time": stat.start_time}
 
@@ -39,7 +48,14 @@ class Attributor:
         self.files = files or runtimes.RuntimeFiles()
         self._shims = {}
         self._below_shim = {}
+        self._cgroups = {}
         self.cmdline_reads = 0
+
+    def cgroup_entries(self, pid):
+        """/proc/PID/cgroup lines, read once per pid (identity first, pids numbers later)."""
+        if pid not in self._cgroups:
+            self._cgroups[pid] = procfs.read_cgroup(self.proc_root, pid)
+        return self._cgroups[pid]
 
     def shim(self, pid):
         """Shim description of pid, or None. Reads cmdline only for shim-like names."""
@@ -116,7 +132,7 @@ class Attributor:
                 # lines read "/" for a zombie, so this helps only on v2. One read
                 # per parent: siblings share their parent's way of spawning.
                 own_cgroup_by_parent[zombie.ppid] = cgroups.identity_from_cgroups(
-                    procfs.read_cgroup(self.proc_root, zombie.pid))
+                    self.cgroup_entries(zombie.pid))
             if record is None and own_cgroup_by_parent.get(zombie.ppid, {}).get("container_id"):
                 identity = own_cgroup_by_parent[zombie.ppid]
                 record = containers.get(identity["container_id"]) or self._orphan_record(containers, identity)
@@ -151,7 +167,7 @@ class Attributor:
             return None
         init_stat = self.table.get(init_pid)
         # A zombie init keeps only its v2 cgroup line; identity_from_cgroups skips "/".
-        identity = cgroups.identity_from_cgroups(procfs.read_cgroup(self.proc_root, init_pid))
+        identity = cgroups.identity_from_cgroups(self.cgroup_entries(init_pid))
         container_id = None
         id_source = None
         if shim_info["kind"] in ("containerd", "containerd-v1"):

@@ -104,6 +104,11 @@ def identity_from_cgroups(entries):
     return best
 
 
+def pressure_order(pressure, zombies):
+    """Sort key: closest to failing forks first (highest pids pressure, unknown last), then most zombies."""
+    return (pressure is None, -(pressure or 0), -(zombies or 0))
+
+
 def _read_pids_file(directory, name):
     try:
         with open("%s/%s" % (directory, name)) as handle:

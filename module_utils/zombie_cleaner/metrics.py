@@ -135,7 +135,8 @@ def render(state):
                 [("", [], float(last.get("check_interval") or 0))])
     text.family("zombie_cleaner_last_success_timestamp_seconds", "gauge",
                 "Unix time the last scan completed (a failed scan writes nothing, so this stops moving).",
-                [("", [], float(state.get("last_success") or 0))])
+                # Only a completed scan writes last_run: a failed one leaves the state untouched.
+                [("", [], float(state.get("last_run") or 0))])
     return "\n".join(text.lines) + "\n"
 
 

@@ -87,6 +87,16 @@ def read_cmdline(proc_root, pid):
     return [part.decode("utf-8", "replace") for part in data.rstrip(b"\0").split(b"\0")]
 
 
+def alive_zombies(proc_root, zombies):
+    """The zombies ({"pid", "start_time"}) that are still those zombies: same start time, state Z."""
+    alive = []
+    for zombie in zombies:
+        stat = read_stat(proc_root, zombie["pid"])
+        if stat is not None and stat.state == "Z" and stat.start_time == zombie["start_time"]:
+            alive.append(zombie)
+    return alive
+
+
 def is_live(proc_root):
     """True when proc_root is this system's procfs, seen from our own PID namespace.
 

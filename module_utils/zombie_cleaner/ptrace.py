@@ -20,6 +20,7 @@ import time
 
 PTRACE_GETREGS = 12
 PTRACE_SETREGS = 13
+PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
@@ -117,7 +118,7 @@ class Tracee:
 
     def _resume_after_signal(self):
         # PTRACE_INTERRUPT stays pending, so the tracee stops again right away; let it run until then.
-        _ptrace(7, self.pid, None, None, "PTRACE_CONT")       # PTRACE_CONT, signal suppressed
+        _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")   # the signal is held back, not delivered
         self.stopped = False
 
     def _wait_stop(self):

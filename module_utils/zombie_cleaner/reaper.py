@@ -26,7 +26,6 @@ from ansible.module_utils.zombie_cleaner import procfs, ptrace, seccomp
 # States that rule out attaching: stopped or traced (T, t), dying (Z, X), uninterruptible (D: it would not stop).
 _UNSAFE_STATES = {"T": "stopped", "t": "stopped by a tracer", "Z": "exiting", "X": "dead",
                   "D": "in uninterruptible sleep"}
-# Zombies reaped per injection beyond those seen: none. wait4 is called once per zombie seen.
 
 
 def _state_class(state):
@@ -61,9 +60,10 @@ def parent_problem(proc_root, parent):
     return None
 
 
-def namespace_pid(proc_root, zombie_pid, parent_pid):
-    """The zombie's pid as its parent sees it (wait4 takes pids of the caller's PID namespace)."""
-    parent_levels = procfs.read_status(proc_root, parent_pid).get("NSpid", "").split()
+def namespace_pid(proc_root, zombie_pid, parent_levels):
+    """The zombie's pid as its parent sees it (wait4 takes pids of the caller's PID namespace).
+
+    parent_levels: the parent's NSpid values, one per PID namespace level."""
     zombie_levels = procfs.read_status(proc_root, zombie_pid).get("NSpid", "").split()
     if not parent_levels or len(zombie_levels) < len(parent_levels):
         return None
@@ -73,11 +73,12 @@ def namespace_pid(proc_root, zombie_pid, parent_pid):
 def live_targets(proc_root, parent, zombies):
     """[(zombie, pid in the parent's namespace)] of the zombies still there and still the parent's."""
     targets = []
+    parent_levels = procfs.read_status(proc_root, parent["pid"]).get("NSpid", "").split()
     for zombie in zombies:
         stat = procfs.read_stat(proc_root, zombie["pid"])
         if stat is None or stat.state != "Z" or stat.start_time != zombie["start_time"] or stat.ppid != parent["pid"]:
             continue
-        inner = namespace_pid(proc_root, zombie["pid"], parent["pid"])
+        inner = namespace_pid(proc_root, zombie["pid"], parent_levels)
         if inner:
             targets.append((zombie, inner))
     return targets
@@ -196,9 +197,7 @@ def _seccomp_verdict(tracee, proc_root, pid, address, targets, saved):
 
 def _verify_after(proc_root, parent, before, targets, result):
     """Zombies gone, parent the same process in the same state class: otherwise say why."""
-    left = [zombie["pid"] for zombie, _ in targets
-            if (lambda stat: stat is not None and stat.start_time == zombie["start_time"])(
-                procfs.read_stat(proc_root, zombie["pid"]))]
+    left = procfs.alive_zombies(proc_root, [zombie for zombie, _ in targets])
     after = procfs.read_stat(proc_root, parent["pid"])
     if after is None or after.start_time != parent["start_time"]:
         result.update(verdict="failed", reason="the parent is gone after the injection")

@@ -16,7 +16,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.zombie_cleaner import (attribution, audit, config, metrics, procfs, procsignal,
+from ansible.module_utils.zombie_cleaner import (attribution, audit, cgroups, config, metrics, procfs, procsignal,
                                                  reaper, runtime_cli, runtimes, state)
 
 REAP = "reap_in_place"
@@ -74,15 +74,6 @@ def ladder(record, options):
     return None, "zombies held by a host process: not the container's to cure"
 
 
-def _alive_zombies(proc_root, zombies):
-    alive = []
-    for zombie in zombies:
-        stat = procfs.read_stat(proc_root, zombie["pid"])
-        if stat is not None and stat.state == "Z" and stat.start_time == zombie["start_time"]:
-            alive.append(zombie)
-    return alive
-
-
 def reverify(proc_root, record):
     """(live zombies, None) or (None, why the evidence is stale).
 
@@ -102,7 +93,7 @@ def reverify(proc_root, record):
             return None, "pid %d is not a container shim" % seen["pid"]
         if role == "init" and record.get("shim") and stat.ppid != record["shim"]["pid"]:
             return None, "pid %d is not a child of the container's shim" % seen["pid"]
-    alive = _alive_zombies(proc_root, record["zombies"])
+    alive = procfs.alive_zombies(proc_root, record["zombies"])
     if not alive:
         return None, "its zombies are gone since the scan"
     return alive, None
@@ -111,7 +102,7 @@ def reverify(proc_root, record):
 def _wait_cured(proc_root, zombies, timeout):
     deadline = time.monotonic() + timeout
     while True:
-        alive = _alive_zombies(proc_root, zombies)
+        alive = procfs.alive_zombies(proc_root, zombies)
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)
@@ -131,9 +122,7 @@ class Remediator:
         rungs, reason = ladder(record, self.options)
         zombies = record.get("zombies") or []
         outcome = dict(_identity(record), zombies_before=len(zombies), rungs=[], timeouts=0,
-                       parents=[dict({key: parent.get(key) for key in ("name", "pid", "parent_class")},
-                                     is_init=parent.get("pid") == (record.get("init") or {}).get("pid"))
-                                for parent in record.get("parents") or []],
+                       parents=attribution.parent_summary(record),
                        zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
         if rungs is None:
             outcome.update(result="skipped", reason=reason)
@@ -178,7 +167,7 @@ class Remediator:
                 continue
             outcome["rung"] = rung
             break
-        outcome["zombies_after"] = len(_alive_zombies(self.options.proc_root, alive))
+        outcome["zombies_after"] = len(procfs.alive_zombies(self.options.proc_root, alive))
         if "rung" not in outcome:
             outcome.update(result="failed", reason="every rung failed; zombies still there")
         elif outcome["rung"] == REAP:
@@ -201,14 +190,12 @@ class Remediator:
         if group.get("parent_is_host_init") or parent["pid"] <= 1:
             outcome.update(result="skipped", reason="the host's init is the parent: not ours to touch")
             return outcome
-        alive = _alive_zombies(self.options.proc_root, group["zombies"])
+        alive = procfs.alive_zombies(self.options.proc_root, group["zombies"])
         if not alive:
             outcome.update(result="stale", reason="its zombies are gone since the scan")
             return outcome
         dry_run = check_mode or self.options.dry_run
-        if not dry_run and not procfs.is_live(self.options.proc_root):
-            outcome.update(result="skipped", reason="proc_root is not this system's live /proc")
-            return outcome
+        # reaper.reap refuses a proc_root that is not the live /proc itself.
         result = reaper.reap(self.options.proc_root, parent, alive, self.options.process_timeout, dry_run)
         if dry_run:
             outcome.update(result="would_remediate" if result["ok"] else "skipped", reason=result["reason"],
@@ -217,7 +204,7 @@ class Remediator:
             return outcome
         outcome["rungs"].append({"rung": REAP, "ok": result["ok"], "timeouts": 0, "detail": result["reason"],
                                  "stop_seconds": result["stop_seconds"], "parents": [result]})
-        outcome["zombies_after"] = len(_alive_zombies(self.options.proc_root, alive))
+        outcome["zombies_after"] = len(procfs.alive_zombies(self.options.proc_root, alive))
         if result["ok"]:
             outcome.update(result="reaped_in_place", rung=REAP, stop_seconds=result["stop_seconds"],
                            reason=result["reason"])
@@ -341,8 +328,9 @@ def run_remediation(options, containers, check_mode=False, now=None, host_groups
     now = now if now is not None else time.time()
     remediator = Remediator(options, runtimes.RuntimeFiles(**options.runtime_files))
     # Closest to failing forks first, then most zombies: the per-run cap defers the least urgent.
-    ordered = sorted(containers, key=lambda item: (item.get("pids_pressure") is None, -(item.get("pids_pressure") or 0),
-                                                   -(item.get("zombie_count") or 0), item["container_id"]))
+    ordered = sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
+                                                                         item.get("zombie_count"))
+                     + (item["container_id"],))
     eligible, outcomes = [], []
     for record in ordered:
         rungs, outcome = remediator.plan(record)

@@ -15,7 +15,7 @@ import json
 import os
 import time
 
-from ansible.module_utils.zombie_cleaner import atomicfile
+from ansible.module_utils.zombie_cleaner import atomicfile, cgroups
 
 WORST_CONTAINERS = 15
 PALETTE = ("#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d96a3", "#003d5b", "#b07aa1")
@@ -88,8 +88,8 @@ def build(nodes, now=None, repeat_threshold=2):
     for node in reachable:
         for item in node.last_scan.get("containers") or []:
             containers.append(dict(item, host=node.host))
-    worst = sorted(containers, key=lambda item: (item.get("pids_pressure") is None, -(item.get("pids_pressure") or 0),
-                                                 -item.get("zombies", 0)))[:WORST_CONTAINERS]
+    worst = sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
+                                                                       item.get("zombies")))[:WORST_CONTAINERS]
 
     # Repeat offenders: the same workload remediated again and again, or confirmed once more after a cure.
     workloads = {}

@@ -64,15 +64,14 @@ class ScanOptions:
 
 def _ranked(containers):
     """Closest to failing forks first (pids pressure), then most zombies."""
-    return sorted(containers, key=lambda item: (item["pids_pressure"] is None, -(item["pids_pressure"] or 0),
-                                                -item["zombie_count"], item["container_id"]))
+    return sorted(containers, key=lambda item: cgroups.pressure_order(item["pids_pressure"], item["zombie_count"])
+                  + (item["container_id"],))
 
 
-def add_pids_usage(record, proc_root, cgroup_root):
-    """pids cgroup numbers of the container, read from its init (a live process keeps its v1 paths)."""
+def add_pids_usage(record, attributor, cgroup_root):
+    """pids cgroup numbers of the container, from its init's cgroup (a live process keeps its v1 paths)."""
     pid = (record.get("init") or {}).get("pid") or record["zombies"][0]["pid"]
-    usage = cgroups.pids_usage(procfs.read_cgroup(proc_root, pid), cgroup_root)
-    usage = usage or {}
+    usage = cgroups.pids_usage(attributor.cgroup_entries(pid), cgroup_root) or {}
     record["pids_current"] = usage.get("current")
     record["pids_max"] = usage.get("max")
     record["pids_pressure"] = usage.get("pressure")
@@ -161,9 +160,7 @@ def snapshot(container_list, host_list, summary, now, check_interval):
             "pids_pressure": item["pids_pressure"], "sightings": item["sightings"], "confirmed": item["confirmed"],
             "protected": item["protected"], "decision": item["decision"],
             "init": (item.get("init") or {}).get("name"),
-            "parents": [dict({key: parent[key] for key in ("name", "pid", "parent_class", "zombie_count")},
-                             is_init=parent["pid"] == (item.get("init") or {}).get("pid"))
-                        for parent in item["parents"]],
+            "parents": attribution.parent_summary(item),
         } for item in container_list[:SNAPSHOT_CONTAINERS]],
         "host_groups": [{"parent": group["parent"]["name"], "parent_pid": group["parent"]["pid"],
                          "zombies": group["zombie_count"], "sightings": group["sightings"]}
@@ -201,7 +198,7 @@ def run_scan(options, check_mode=False, now=None):
                                             runtimes.RuntimeFiles(**options.runtime_files))
         containers, host_groups = attributor.attribute(zombies)
         for record in containers.values():
-            add_pids_usage(record, options.proc_root, options.cgroup_root)
+            add_pids_usage(record, attributor, options.cgroup_root)
     scan_seconds = time.monotonic() - started
     metrics_path = None
 
@@ -230,7 +227,7 @@ def run_scan(options, check_mode=False, now=None):
         summary = _summary(container_list, host_list, len(zombies), len(new["containers"]))
 
         check_seconds = time.monotonic() - started
-        new.update(last_run=now, boot_id=boot_id, last_success=now,
+        new.update(last_run=now, boot_id=boot_id,
                    last_scan=snapshot(container_list, host_list, summary, now, options.check_interval),
                    histogram=metrics.observe(current.get("histogram"), check_seconds),
                    history=state.keep_recent(current.get("history"), {

@@ -21,7 +21,7 @@ from ansible.module_utils.zombie_cleaner import atomicfile
 
 STATE_VERSION = 1
 # Optional sections (added without a format change: older files simply lack them).
-KEPT_ACROSS_BOOTS = ("counters", "last_run", "last_success", "histogram", "last_scan", "history", "remediations")
+KEPT_ACROSS_BOOTS = ("counters", "last_run", "histogram", "last_scan", "history", "remediations")
 HISTORY_LENGTH = 48
 REMEDIATIONS_KEPT = 50
 

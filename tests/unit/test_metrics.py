@@ -27,7 +27,7 @@ def sample_state():
         "counters": {"containers_cleaned_total": 4, "cleanup_failures_total": 1,
                      "container_operation_timeouts_total": 2},
         "histogram": histogram,
-        "last_success": 1700000000.5,
+        "last_run": 1700000000.5,
         "last_scan": {"time": 1700000000.5, "zombies": 7, "host_zombies": 2, "tracked_containers": 2,
                       "confirmed": 1, "containers": [
                           {"container_id": "a" * 64, "namespace": "shop", "pod": "web-1", "container": "app",
