@@ -57,24 +57,23 @@ def parse_size(parameter, value):
     return size
 
 
-def non_negative_int(parameter, value):
+def whole_number(parameter, value, minimum):
+    """An int of at least minimum (booleans and fractions refused), or ConfigError naming the parameter."""
     try:
         number = int(value)
     except (TypeError, ValueError):
-        number = -1
-    if isinstance(value, bool) or number < 0:
-        raise ConfigError(parameter, value, "expected a whole number of at least 0")
+        number = None
+    if isinstance(value, bool) or number is None or number < minimum:
+        raise ConfigError(parameter, value, "expected a whole number of at least %d" % minimum)
     return number
+
+
+def non_negative_int(parameter, value):
+    return whole_number(parameter, value, 0)
 
 
 def positive_int(parameter, value):
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(parameter, value, "expected a whole number of at least 1")
-    if isinstance(value, bool) or number < 1:
-        raise ConfigError(parameter, value, "expected a whole number of at least 1")
-    return number
+    return whole_number(parameter, value, 1)
 
 
 def compile_whitelist(patterns):
