@@ -269,3 +269,12 @@ def test_a_refused_attach_is_a_skip_not_a_failure(parent, monkeypatch):
     result = reap(sleeper)
     assert result["verdict"] == "skipped" and result["reason"].startswith("cannot attach: PTRACE_SEIZE")
     assert len(sleeper.zombie_pids()) == 2 and result["stop_seconds"] is None
+
+
+def test_only_the_zombies_seen_are_reaped_a_newer_child_keeps_its_exit_status(parent):
+    sleeper = parent("sleep", 3, "2")
+    # The child left out is the oldest: the kernel's wait4(-1) would take it first.
+    seen, newer = sleeper.zombies[1:], sleeper.zombies[0]
+    result = reaper.reap("/proc", sleeper.record, seen, 5.0)
+    assert result["ok"] and sorted(result["reaped"]) == sorted(z["pid"] for z in seen), result
+    assert sleeper.zombie_pids() == [newer["pid"]]      # wait4(-1) would have taken this one too
