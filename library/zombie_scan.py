@@ -195,7 +195,10 @@ summary:
   sample: {zombies: 4, host_zombies: 1, containers_with_zombies: 1, tracked_containers: 1, confirmed: 1,
            protected: 0, candidates: 1, runtime_faults: 0, max_pids_pressure: 0.9531}
 previous_run_age_seconds:
-  description: Seconds since this node's previous run, or null on the first.
+  description:
+    - Seconds since this node's previous run, or null on the first.
+    - When it is more than 3 times I(check_interval), or less than a third of it, a warning says how far
+      confirmation then drifts from O(confirm_count) x O(check_interval).
   returned: always
   type: float
   sample: 300.2
@@ -210,6 +213,11 @@ state_path:
   returned: always
   type: str
   sample: /var/lib/zombie-cleaner/state.json
+node:
+  description: The node's own host name (the inventory name may differ).
+  returned: always
+  type: str
+  sample: worker-07
 boot_id:
   description: The node's boot id the sightings are tied to.
   returned: always

@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # prometheus-node-exporter: the real textfile collector; prometheus: promtool for the rules;
-# chromium: looks at the HTML report.
+# chromium: looks at the HTML report; openssh-server: sshd of each test fleet node.
 APT_PACKAGES=(python3 python3-venv containerd runc docker.io podman busybox-static procps
-              prometheus-node-exporter prometheus chromium)
+              prometheus-node-exporter prometheus chromium openssh-server openssh-client)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

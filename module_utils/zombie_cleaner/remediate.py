@@ -368,7 +368,9 @@ def host_outcome(group):
 
 
 def _report_line(outcome):
-    text = "%s (%s %s): %s" % (attribution.label(outcome), outcome.get("runtime"), outcome["container_id"][:12], outcome["result"])
+    # Host groups have no runtime; their key (host:<pid>:<start>) says what they are.
+    where = "%s %s" % (outcome["runtime"], outcome["container_id"][:12]) if outcome.get("runtime") else outcome["container_id"]
+    text = "%s (%s): %s" % (attribution.label(outcome), where, outcome["result"])
     if outcome.get("rung"):
         text += " by %s" % outcome["rung"]
     if outcome.get("plan"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import socket
 import time
 
 from ansible.module_utils.zombie_cleaner import attribution, audit, cgroups, config, metrics, procfs, runtimes, state
@@ -140,6 +141,26 @@ def report_lines(containers, host_groups):
     return lines
 
 
+# A gap this many times off check_interval, either way, is worth a warning.
+SCHEDULE_GAP_FACTOR = 3
+
+
+def schedule_gap_warning(gap, check_interval, confirm_count):
+    """A warning when the time since this node's previous run is far from check_interval, either way:
+    confirmation then takes much longer, or comes much sooner, than confirm_count x check_interval."""
+    if gap is None or check_interval <= 0:
+        return None
+    planned = confirm_count * check_interval
+    if gap > SCHEDULE_GAP_FACTOR * check_interval:
+        return ("%.0fs since the previous run on this node, check_interval is %.0fs: confirmation takes "
+                "about %.0fs instead of %.0fs (is the schedule running?)" % (gap, check_interval, confirm_count * gap, planned))
+    if gap < check_interval / SCHEDULE_GAP_FACTOR:
+        return ("%.0fs since the previous run on this node, check_interval is %.0fs: at this pace a zombie is "
+                "confirmed after about %.0fs instead of %.0fs (runs more often than check_interval says; "
+                "set it to the real schedule)" % (gap, check_interval, confirm_count * gap, planned))
+    return None
+
+
 def snapshot(container_list, host_list, summary, now, check_interval):
     """What the metrics and the fleet report need of this scan, kept in the state."""
     return {
@@ -250,14 +271,16 @@ def run_scan(options, check_mode=False, now=None):
 
     previous_run = current.get("last_run")
     gap = now - previous_run if previous_run else None
-    if gap is not None and gap > 3 * options.check_interval:
-        warnings.append("%.0fs since the previous run on this node, check_interval is %.0fs: confirmation "
-                        "takes longer than planned (is the schedule running?)" % (gap, options.check_interval))
+    gap_warning = schedule_gap_warning(gap, options.check_interval, options.confirm_count)
+    if gap_warning:
+        warnings.append(gap_warning)
 
     return {
         "changed": changed,
         "report": report_lines(container_list, host_list),
         "boot_id": boot_id,
+        # The node's own name for itself (inventory names often differ).
+        "node": socket.gethostname(),
         "state_path": options.state_path,
         "metrics_path": metrics_path,
         "scanned_processes": len(table),

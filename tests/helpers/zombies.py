@@ -8,37 +8,15 @@ import time
 
 import psutil
 
-# The parent reaps its children only when asked to stop, so a test leaves
-# nothing behind (this machine's PID 1 is slow to reap orphans).
-_PARENT = r"""
-import os, signal, sys, time
-count = int(sys.argv[1])
-def stop(signum, frame):
-    while True:
-        try:
-            if os.waitpid(-1, 0)[0] <= 0:
-                break
-        except ChildProcessError:
-            break
-    os._exit(0)
-signal.signal(signal.SIGTERM, stop)
-pids = []
-for _ in range(count):
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    pids.append(pid)
-print(" ".join(map(str, pids)), flush=True)
-while True:
-    time.sleep(3600)
-"""
+# The parent script, standard library only (the test fleet runs it inside its nodes too).
+PARENT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zombie_parent.py")
 
 
 class ZombieParent:
     """A host process holding `count` real zombies."""
 
     def __init__(self, count):
-        self.process = subprocess.Popen([sys.executable, "-c", _PARENT, str(count)], stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen([sys.executable, PARENT_SCRIPT, str(count)], stdout=subprocess.PIPE, text=True)
         self.pid = self.process.pid
         line = self.process.stdout.readline().split()
         self.zombies = [int(pid) for pid in line]

@@ -159,3 +159,31 @@ def test_bad_audit_size_fails_before_anything_is_written(monkeypatch, tmp_path):
         run_module(monkeypatch, zombie_scan, args_for(node, tmp_path, audit_log_max_size="lots"))
     assert failure.value.result["parameter"] == "audit_log_max_size"
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("gap, expected", [
+    (300, None), (101, None), (899, None),                      # near check_interval (300 s): quiet
+    (901, "confirmation takes about 2703s instead of 900s"),    # far too late
+    (99, "confirmed after about 297s instead of 900s"),         # far too soon
+])
+def test_schedule_gap_far_from_check_interval_warns_either_way(tmp_path, gap, expected):
+    from ansible.module_utils.zombie_cleaner import scan
+    node = fixture_node(tmp_path)
+    options = scan.ScanOptions(proc_root=str(node.proc), state_path=str(tmp_path / "state.json"),
+                               cgroup_root=str(node.cgroup_root), check_interval="5m",
+                               runtime_files=node.runtime_files())
+    first = scan.run_scan(options, now=1000.0)
+    assert first["previous_run_age_seconds"] is None
+    second = scan.run_scan(options, now=1000.0 + gap)
+    assert second["previous_run_age_seconds"] == gap
+    found = [text for text in second["warnings"] if "since the previous run" in text]
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and expected in found[0], found
+
+
+def test_result_names_the_node_as_it_names_itself(monkeypatch, tmp_path):
+    import socket
+    node = fixture_node(tmp_path)
+    assert run_module(monkeypatch, zombie_scan, args_for(node, tmp_path))["node"] == socket.gethostname()
