@@ -225,6 +225,24 @@ class Fleet:
         os.unlink(out)
         return [int(pid) for pid in line.split()]
 
+    def processes(self, name):
+        """The node's process table as the node sees it: [{pid, ppid, state, comm}]."""
+        ps = self.run_in(name, ["ps", "-eo", "pid=,ppid=,stat=,comm="], stdout=subprocess.PIPE, text=True)
+        output, _ = ps.communicate(timeout=20)
+        table = []
+        for line in output.splitlines():
+            pid, ppid, stat, comm = line.split(None, 3)
+            table.append({"pid": int(pid), "ppid": int(ppid), "state": stat[0], "comm": comm})
+        return table
+
+    def zombie_pids(self, name):
+        return sorted(item["pid"] for item in self.processes(name) if item["state"] == "Z")
+
+    def restart(self, name):
+        """A fresh boot of the node: every process in it ends; its files stay."""
+        self.stop(name)
+        self.start(name)
+
     def stop(self, name):
         """Kill the node's init: its PID namespace ends, sshd and every session with it."""
         node = self.node(name)
