@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "fleet"))
 from fleet import Fleet  # noqa: E402  (tests/fleet is a script directory, not a package)
 
 FLEET_SCRIPT = os.path.join(ROOT, "tests", "fleet", "fleet.py")
+FLEET_NODES = ["node1", "node2", "node3", "node4", "node5"]
 
 
 class TestFleet(Fleet):

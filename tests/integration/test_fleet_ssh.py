@@ -5,40 +5,19 @@ The zombies are made inside the nodes by real parents that never wait; with
 zombie_cleaner_reap_host_zombies they are cured by reaping in place over SSH.
 """
 
+import json
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 
-from helpers.fleet import TestFleet, recap
+from helpers.fleet import FLEET_NODES as NODES
+from helpers.fleet import recap
 
-NODES = ["node1", "node2", "node3", "node4", "node5"]
 # Confirm on the second run, cure host zombies in place, no waiting for replacements.
 CURE = ["-e", "zombie_cleaner_confirm_count=2", "-e", "zombie_cleaner_reap_host_zombies=true",
         "-e", "zombie_cleaner_replacement_wait=1s"]
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    if os.geteuid() != 0 or not shutil.which("sshd", path="/usr/sbin:/usr/bin") or not shutil.which("unshare"):
-        message = "the SSH test fleet needs root, OpenSSH sshd and unshare"
-        if os.environ.get("ZC_REQUIRE_RUNTIMES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    fleet = TestFleet(str(tmp_path_factory.mktemp("fleet")))
-    fleet.create(len(NODES), paramiko=["node5"], port=2222, first_address=10)
-    try:
-        yield fleet
-    finally:
-        fleet.down()
-
-
-@pytest.fixture
-def clean_fleet(fleet):
-    fleet.reset()
-    return fleet
 
 
 def remediated_nodes(stdout):
@@ -58,7 +37,7 @@ def test_each_node_sees_and_counts_only_its_own_zombies(clean_fleet, tmp_path):
     for _ in range(2):
         clean_fleet.playbook("scan.yml", "-e", "zombie_cleaner_results_dir=%s" % results)
     for name in NODES:
-        scan = __import__("json").loads((results / ("%s.scan.json" % name)).read_text())
+        scan = json.loads((results / ("%s.scan.json" % name)).read_text())
         assert scan["node"] == name                      # its own UTS namespace
         groups = scan["host_groups"]
         if name in made:
