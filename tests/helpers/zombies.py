@@ -58,17 +58,24 @@ def zombie_pids_psutil():
     return found
 
 
-def wait_for_zombies(pid, count, what):
-    """Wait until pid has exactly count zombie children; the failure says how many it had."""
-    seen = []
+def wait_for_zombies(pid, count, what, at_least=False):
+    """Wait until pid has exactly count zombie children (at_least: count or more, and no change for
+    a second); the failure says how many it had."""
+    seen, stable_since = [], [None]
 
     def enough():
-        seen[:] = zombie_children(pid)
-        return len(seen) == count
+        now = zombie_children(pid)
+        if now != seen:
+            seen[:] = now
+            stable_since[0] = time.monotonic()
+        if not at_least:
+            return len(seen) == count
+        return len(seen) >= count and time.monotonic() - stable_since[0] >= 1.0
     try:
         wait_for(enough, what)
     except AssertionError:
-        raise AssertionError("timed out waiting for %d zombies of %d (%s): saw %s" % (count, pid, what, seen))
+        raise AssertionError("timed out waiting for %s%d zombies of %d (%s): saw %s" % (
+            "at least " if at_least else "", count, pid, what, seen))
 
 
 def zombie_children(pid):

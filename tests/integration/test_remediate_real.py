@@ -53,7 +53,8 @@ def test_containerd_task_ignoring_sigterm_escalates_to_kill_init_and_comes_back(
     cleanup(box)
     cleanup(type("Marker", (), {"remove": lambda self: os.path.exists(containers.ROOTFS + marker)
                                 and os.unlink(containers.ROOTFS + marker)})())
-    wait_for_zombies(box.init_pid, 4, "containerd task")
+    # busybox sh sometimes reaps a background child before it execs: 2 to 4 zombies.
+    wait_for_zombies(box.init_pid, 2, "containerd task", at_least=True)
     old_pid = box.init_pid
     started = time.monotonic()
     for _ in range(3):
@@ -181,7 +182,8 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
 def test_podman_container_cured_by_restart(podman, tmp_path, cleanup):
     box = containers.PodmanContainer(command=containers.fill_pids_once_command(3, "/tmp/filled"))
     cleanup(box)
-    wait_for_zombies(box.init_pid, 4, "podman container")
+    # busybox sh sometimes reaps a background child before it execs: 2 to 4 zombies.
+    wait_for_zombies(box.init_pid, 2, "podman container", at_least=True)
     for _ in range(3):
         _, results = site(tmp_path)
     outcome = outcomes_by_id(results)[box.id]
