@@ -20,14 +20,12 @@ from ansible.module_utils.zombie_cleaner import procfs, scan  # noqa: E402
 
 
 def zombie_box(kind, count):
-    command = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do /bin/sleep 0 & i=$((i+1)); done; "
+    # The children outlive the loop (sleep 3), so the shell has exec'd sleep, which never reaps,
+    # before any of them exits: exactly `count` zombies (busybox sh would reap children that end sooner).
+    command = ["/bin/sh", "-c", "i=0; while [ $i -lt %d ]; do /bin/sleep 3 & i=$((i+1)); done; "
                "exec /bin/sleep 100000" % count]
     box = (containers.CtrContainer if kind == "containerd" else containers.DockerContainer)(command=command)
-    # busybox sh may reap a few before it execs: take what stays.
-    seen = []
-    wait_for(lambda: seen.append(len(zombie_children(box.init_pid))) or (len(seen) > 10 and seen[-1] == seen[-10]
-                                                                         and seen[-1] > 0),
-             "zombies in %s" % box.id, timeout=60, interval=0.1)
+    wait_for(lambda: len(zombie_children(box.init_pid)) == count, "%d zombies in %s" % (count, box.id), timeout=60)
     return box
 
 

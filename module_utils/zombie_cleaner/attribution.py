@@ -115,6 +115,8 @@ class Attributor:
         containers = {}
         host_groups = {}
         own_cgroup_by_parent = {}
+        # One record lookup per (shim, init): every zombie of a container shares it.
+        record_by_init = {}
         for zombie in sorted(zombies):
             parent = self.table.get(zombie.ppid)
             if self.shim(zombie.ppid):
@@ -125,7 +127,9 @@ class Attributor:
                 found = self.below_shim(zombie.ppid)
             record = None
             if found:
-                record = self._container_record(containers, found[0], found[1])
+                if found not in record_by_init:
+                    record_by_init[found] = self._container_record(containers, found[0], found[1])
+                record = record_by_init[found]
             if record is None and zombie.ppid not in own_cgroup_by_parent:
                 # Chain reaches no shim: the zombie's own v2 cgroup may still
                 # name a container (a host process spawned it into one). Its v1
