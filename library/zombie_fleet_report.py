@@ -105,7 +105,7 @@ report:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.zombie_cleaner.module_args import REPORT_ARGUMENT_SPEC
-from ansible.module_utils.zombie_cleaner.runner import run_report_module
+from ansible.module_utils.zombie_cleaner.runner_report import run_report_module
 
 
 def main():

@@ -170,7 +170,7 @@ dry_run:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.zombie_cleaner.module_args import REMEDIATE_ARGUMENT_SPEC
-from ansible.module_utils.zombie_cleaner.runner import run_remediate_module
+from ansible.module_utils.zombie_cleaner.runner_remediate import run_remediate_module
 
 
 def main():

@@ -227,7 +227,7 @@ boot_id:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.zombie_cleaner.module_args import SCAN_ARGUMENT_SPEC
-from ansible.module_utils.zombie_cleaner.runner import run_scan_module
+from ansible.module_utils.zombie_cleaner.runner_scan import run_scan_module
 
 
 def main():
