@@ -1,14 +1,11 @@
 """Shared by the benchmarks: real zombies in bulk, the shipped module_utils, interleaved timing."""
 
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ZOMBIE_PARENT = os.path.join(ROOT, "tests", "helpers", "zombie_parent.py")
 
 # The code the module ships, imported the way Ansible packs it (ansible.module_utils.zombie_cleaner).
 import ansible.module_utils  # noqa: E402
@@ -16,28 +13,10 @@ import ansible.module_utils  # noqa: E402
 ansible.module_utils.__path__.append(os.path.join(ROOT, "module_utils"))
 
 
-class Zombies:
-    """A parent holding `count` real zombies (it reaps them all when closed)."""
-
-    def __init__(self, count):
-        self.count = count
-        self.process = subprocess.Popen([sys.executable, ZOMBIE_PARENT, str(count)], stdout=subprocess.PIPE, text=True)
-        self.pids = [int(pid) for pid in self.process.stdout.readline().split()]
-        if len(self.pids) != count:
-            raise RuntimeError("made %d of %d zombies" % (len(self.pids), count))
-        self.pid = self.process.pid
-
-    def close(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(120)
-        self.process.stdout.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+# The tests' real zombie parent (tests/helpers/zombies.py): a parent holding `count` zombies,
+# reaping them all when closed; a context manager.
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from helpers.zombies import ZombieParent as Zombies  # noqa: E402,F401
 
 
 def process_count():
