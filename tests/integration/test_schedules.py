@@ -14,6 +14,7 @@ import subprocess
 import pytest
 import yaml
 
+from ansible.module_utils.zombie_cleaner import config
 from helpers.ansible_run import ROOT
 
 SCHEDULES = os.path.join(ROOT, "schedules")
@@ -28,11 +29,6 @@ def load_yaml(path):
 def role_options():
     spec = load_yaml(os.path.join(ROOT, "roles", "zombie_cleaner", "meta", "argument_specs.yml"))
     return spec["argument_specs"]["main"]["options"]
-
-
-def duration_seconds(text):
-    match = re.fullmatch(r"(\d+)([smh])", text)
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def cron_step_seconds(minute_field):
@@ -86,7 +82,7 @@ def test_schedule_example_runs_site_with_its_environment(clean_fleet, tmp_path, 
     assert command.startswith("scripts/scheduled-run.sh ")
     assert set(env) >= {"DRY_RUN", "CONFIRM_COUNT", "CHECK_INTERVAL"}
     if step is not None:
-        assert step == duration_seconds(env["CHECK_INTERVAL"]), "the schedule and CHECK_INTERVAL disagree"
+        assert step == config.parse_duration("CHECK_INTERVAL", env["CHECK_INTERVAL"]), "the schedule and CHECK_INTERVAL disagree"
     made = clean_fleet.zombies("node3", 2)
     run_env = dict(os.environ, **clean_fleet.env(), **env, ZOMBIE_CLEANER_LOCK=str(tmp_path / "lock"),
                    ANSIBLE_NOCOLOR="1")
@@ -194,7 +190,7 @@ def test_awx_payloads_match_the_role():
     assert set(schedule["extra_data"]) <= set(survey_defaults())
     rule = dict(part.split("=") for part in schedule["rrule"].split("RRULE:")[1].split(";"))
     step = int(rule["INTERVAL"]) * {"MINUTELY": 60, "HOURLY": 3600}[rule["FREQ"]]
-    assert step == duration_seconds(schedule["extra_data"]["zombie_cleaner_check_interval"])
+    assert step == config.parse_duration("check_interval", schedule["extra_data"]["zombie_cleaner_check_interval"])
 
 
 def test_execution_environment_builds_its_context(tmp_path):
