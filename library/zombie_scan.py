@@ -64,6 +64,34 @@ options:
     description: Where the cgroup hierarchies are mounted; the pids controller is read under it (v1 and v2).
     type: path
     default: /sys/fs/cgroup
+  reap_host_zombies:
+    description:
+      - Whether confirmed host zombie groups count as work to cure in RV(to_cure), as with
+        M(zombie_remediate)'s option of the same name. The scan itself never touches a process.
+    type: bool
+    default: false
+  results_dir:
+    description:
+      - A directory on the controller to keep this node's result in, as C(<inventory_hostname>.scan.json)
+        (mode 0600, directory 0700). Written in check mode too, as a record, not a change on the node.
+      - Handled on the controller by the action plugin of the same name; empty keeps nothing.
+    type: str
+    default: ""
+  quiet_group:
+    description:
+      - An inventory group the node is added to when RV(to_cure) is empty, so that a later play can leave
+        the quiet nodes out (C(site.yml) remediates C(all:!zombie_cleaner_quiet)).
+      - Handled on the controller by the action plugin; empty adds no group.
+    type: str
+    default: ""
+  preflight_problems:
+    description:
+      - Problems the caller found with its settings (the role's checks of the effective settings). When there
+        are any, the node fails with them, joined by C(; ), before anything runs on it.
+      - Handled on the controller by the action plugin.
+    type: list
+    elements: str
+    default: []
 extends_documentation_fragment:
   - zombie_cleaner.runtime_files
   - zombie_cleaner.outputs
@@ -93,7 +121,12 @@ EXAMPLES = r"""
 
 - name: Show what is confirmed and would be remediated
   ansible.builtin.debug:
-    msg: "{{ scan.candidates }}"
+    msg: "{{ scan.to_cure.containers | map(attribute='container_id') }}"
+
+- name: Scan, keep the result on the controller, and group the nodes with nothing to cure
+  zombie_scan:
+    results_dir: /var/tmp/zombie-cleaner-results
+    quiet_group: zombie_cleaner_quiet
 """
 
 RETURN = r"""
@@ -182,6 +215,26 @@ vm_sandboxes:
   type: list
   elements: dict
   sample: []
+state_changed:
+  description:
+    - Whether this run changed the node's sighting state, as C(changed) does unless the node joined
+      O(quiet_group), which Ansible always reports as a change.
+  returned: success
+  type: bool
+  sample: false
+results_path:
+  description: Where the result was kept on the controller, when O(results_dir) is set.
+  returned: when O(results_dir) is set
+  type: str
+  sample: /var/tmp/zombie-cleaner-results/node1.scan.json
+to_cure:
+  description:
+    - What a remediation acts on, the input of M(zombie_remediate) (C(containers), C(host_groups)).
+    - Confirmed, unprotected containers; and confirmed host groups whose parent is not the host's PID 1,
+      only when O(reap_host_zombies) is on.
+  returned: always
+  type: dict
+  sample: {containers: [], host_groups: []}
 candidates:
   description: IDs of confirmed, unprotected containers whose zombies an application parent holds.
   returned: always

@@ -35,6 +35,11 @@ SCAN_ARGUMENT_SPEC = dict(
     check_interval=dict(type="str", default="5m"),
     dry_run=dict(type="bool", default=False),
     cgroup_root=dict(type="path", default="/sys/fs/cgroup"),
+    reap_host_zombies=dict(type="bool", default=False),
+    # Used on the controller by the zombie_scan action plugin, which never passes them to the node.
+    results_dir=dict(type="str", default=""),
+    quiet_group=dict(type="str", default=""),
+    preflight_problems=dict(type="list", elements="str", default=[]),
     **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
 

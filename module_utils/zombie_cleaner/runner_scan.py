@@ -19,7 +19,8 @@ def run_scan_module(module):
             confirm_count=params["confirm_count"], whitelist_patterns=params["whitelist_patterns"],
             process_timeout=params["process_timeout"], check_interval=params["check_interval"],
             runtime_files=module_args.runtime_files(params), cgroup_root=params["cgroup_root"],
-            audit_log=module_args.audit_log(params), metrics_textfile_dir=params["metrics_textfile_dir"])
+            audit_log=module_args.audit_log(params), metrics_textfile_dir=params["metrics_textfile_dir"],
+            reap_host_zombies=params["reap_host_zombies"])
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     try:

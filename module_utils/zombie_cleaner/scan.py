@@ -49,7 +49,7 @@ class ScanOptions:
     def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
                  confirm_count=3, whitelist_patterns=None, process_timeout="10s",
                  check_interval="5m", runtime_files=None, cgroup_root="/sys/fs/cgroup", audit_log=None,
-                 metrics_textfile_dir=None):
+                 metrics_textfile_dir=None, reap_host_zombies=False):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
         self.confirm_count = config.positive_int("confirm_count", confirm_count)
@@ -61,6 +61,8 @@ class ScanOptions:
         self.cgroup_root = cgroup_root
         self.audit_log = audit_log or audit.AuditLog(None)
         self.metrics_textfile_dir = metrics_textfile_dir
+        # Only decides what `to_cure` lists; the scan itself never touches a process.
+        self.reap_host_zombies = bool(reap_host_zombies)
 
 
 def _ranked(containers):
@@ -205,6 +207,16 @@ def _summary(container_list, host_list, zombie_total, tracked):
     }
 
 
+def work_to_cure(containers, host_groups, reap_host_zombies):
+    """What a remediation acts on: confirmed, unprotected containers, and, when reap_host_zombies is on,
+    confirmed host groups whose parent is not the host's PID 1 (never touched)."""
+    return {
+        "containers": [item for item in containers if item["confirmed"] and not item["protected"]],
+        "host_groups": [group for group in host_groups if group["confirmed"] and not group["parent_is_host_init"]]
+        if reap_host_zombies else [],
+    }
+
+
 def run_scan(options, check_mode=False, now=None):
     """Scan the node and update its sighting state (unless check_mode). Returns the result dict."""
     started = time.monotonic()
@@ -293,6 +305,7 @@ def run_scan(options, check_mode=False, now=None):
         "host_groups": host_list,
         "vm_sandboxes": attributor.vm_sandboxes(),
         "candidates": [item["container_id"] for item in container_list if item["candidate"]],
+        "to_cure": work_to_cure(container_list, host_list, options.reap_host_zombies),
         "previous_run_age_seconds": round(gap, 3) if gap is not None else None,
         "warnings": warnings,
         "summary": summary,

@@ -78,3 +78,19 @@ def test_bad_settings_fail_with_a_message_naming_them(tmp_path):
     assert result.returncode != 0
     assert "whitelist_patterns='[unclosed' is invalid: not a valid regular expression" in result.stdout
     assert not (tmp_path / "s.json").exists()
+
+
+def test_every_settings_problem_is_named_and_no_node_is_touched(tmp_path):
+    cleaner = tmp_path / "cleaner.yml"
+    cleaner.write_text("cleaner:\n  confirm_cuont: 2\n  log_level: loud\n  container_timeout: soon\n")
+    results = tmp_path / "results"
+    result = playbook("playbooks/site.yml", *node_paths(tmp_path), "-e", "@%s" % cleaner,
+                      "-e", "zombie_cleaner_results_dir=%s" % results, check=False)
+    assert result.returncode != 0
+    # All three in one message, checked on the controller: no state, audit log or result anywhere.
+    assert "cleaner: has unknown keys ['confirm_cuont']" in result.stdout
+    assert "log_level must be one of debug, info, warning, error (got loud)" in result.stdout
+    assert "container_timeout=soon is invalid: expected a duration such as 30s, 5m or 1h" in result.stdout
+    assert not (tmp_path / "state").exists() and not results.exists()
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and path != cleaner]
+

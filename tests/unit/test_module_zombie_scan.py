@@ -187,3 +187,16 @@ def test_result_names_the_node_as_it_names_itself(monkeypatch, tmp_path):
     import socket
     node = fixture_node(tmp_path)
     assert run_module(monkeypatch, zombie_scan, args_for(node, tmp_path))["node"] == socket.gethostname()
+
+
+@pytest.mark.parametrize("reap_host_zombies", [False, True])
+def test_to_cure_lists_confirmed_unprotected_work_and_never_pid_1(monkeypatch, tmp_path, reap_host_zombies):
+    node = fixture_node(tmp_path)
+    node.add(400, 1, "orphan", state="Z")          # a zombie of the host's PID 1: never work to cure
+    args = args_for(node, tmp_path, reap_host_zombies=reap_host_zombies)
+    first = run_module(monkeypatch, zombie_scan, args)
+    assert first["to_cure"] == {"containers": [], "host_groups": []}     # nothing confirmed yet
+    last = [run_module(monkeypatch, zombie_scan, args) for _ in range(2)][-1]
+    assert [c["container_id"] for c in last["to_cure"]["containers"]] == [APP]   # the protected one is left out
+    assert {g["parent"]["pid"] for g in last["host_groups"] if g["confirmed"]} == {1, 300}
+    assert [g["parent"]["pid"] for g in last["to_cure"]["host_groups"]] == ([300] if reap_host_zombies else [])

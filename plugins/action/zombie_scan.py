@@ -1,0 +1,86 @@
+# -*- coding: utf-8 -*-
+# Copyright: zombie-cleaner contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""zombie_scan's action. On the controller it does what would otherwise cost a task each (a round of
+workers over the fleet): fail a node whose settings have problems before contacting it, then, after
+the module ran on the node, keep the result in results_dir and put a node with nothing to cure in
+quiet_group (the strategy adds the group, as for group_by)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.json import get_encoder
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import merge_hash
+
+# Options this plugin handles itself; the node never sees them.
+CONTROLLER_OPTIONS = ("results_dir", "quiet_group", "preflight_problems")
+
+
+def keep_result(results_dir, host, result):
+    """Write host's result to results_dir/<host>.scan.json (0600, directory 0700), replacing it whole."""
+    os.makedirs(results_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(results_dir, "%s.scan.json" % host)
+    partial = path + ".partial"
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        # The encoder of the to_nice_json filter: it knows Ansible's own types.
+        handle.write(json.dumps(result, cls=get_encoder("tagless"), indent=4, sort_keys=True) + "\n")
+    os.replace(partial, path)
+    return path
+
+
+def is_quiet(result):
+    to_cure = result.get("to_cure") or {}
+    return not (to_cure.get("containers") or to_cure.get("host_groups"))
+
+
+class ActionModule(ActionBase):
+
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        module_args = dict(self._task.args)
+        options = {name: module_args.pop(name, None) for name in CONTROLLER_OPTIONS}
+        for name in ("results_dir", "quiet_group"):
+            options[name] = options[name] or ""
+            if not isinstance(options[name], str):
+                raise AnsibleActionFail("%s must be a string, got %s" % (name, type(options[name]).__name__))
+        problems = options["preflight_problems"] or []
+        if isinstance(problems, str) or not isinstance(problems, list):
+            raise AnsibleActionFail("preflight_problems must be a list of messages, got %r" % (problems,))
+        if problems:
+            # Nothing has run on the node: its state, audit log and metrics stay as they were.
+            return dict(result, failed=True, msg="; ".join(str(problem) for problem in problems),
+                        preflight_problems=problems)
+        try:
+            result = merge_hash(result, self._execute_module(module_name="zombie_scan", module_args=module_args,
+                                                             task_vars=task_vars))
+        finally:
+            self._remove_tmp_path(self._connection._shell.tmpdir)
+        if result.get("failed") or result.get("unreachable"):
+            return result
+
+        host = task_vars["inventory_hostname"]
+        if options["results_dir"]:
+            # Ansible's warning objects are left out: the node's warnings are in node_warnings as text.
+            kept = {key: value for key, value in result.items()
+                    if not key.startswith("_ansible") and key not in ("warnings", "deprecations")}
+            try:
+                result["results_path"] = keep_result(options["results_dir"], host, kept)
+            except OSError as error:
+                raise AnsibleActionFail("cannot keep the scan result of %s in %s: %s"
+                                        % (host, options["results_dir"], error))
+        # Ansible marks a task that adds a host to a group as changed; the scan's own change is kept
+        # here for the task's changed_when.
+        result["state_changed"] = bool(result.get("changed"))
+        if options["quiet_group"] and is_quiet(result):
+            result["add_group"] = options["quiet_group"]
+            result["parent_groups"] = ["all"]
+        return result
