@@ -84,14 +84,17 @@ options:
       - Handled on the controller by the action plugin; empty adds no group.
     type: str
     default: ""
-  preflight_problems:
+  settings_check:
     description:
-      - Problems the caller found with its settings (the role's checks of the effective settings). When there
-        are any, the node fails with them, joined by C(; ), before anything runs on it.
+      - The run's settings to check before anything runs on the node, with the same parsers the modules
+        use. C(cleaner) is the original design's YAML mapping as given (unknown keys are refused).
+        C(effective) holds the settings after the precedence (environment, then C(cleaner), then role
+        variables), keyed as in the original design (C(confirm_count), C(check_interval), ...).
+      - When any is wrong the node fails with every problem in one message, joined by C(; ), and nothing
+        runs on it.
       - Handled on the controller by the action plugin.
-    type: list
-    elements: str
-    default: []
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - zombie_cleaner.runtime_files
   - zombie_cleaner.outputs

@@ -18,6 +18,7 @@ class ConfigError(ValueError):
     def __init__(self, parameter, value, expected):
         self.parameter = parameter
         self.value = value
+        self.expected = expected
         super().__init__("%s=%r is invalid: %s" % (parameter, value, expected))
 
 
@@ -120,3 +121,56 @@ def log_level(value):
     if level not in LOG_LEVELS:
         raise ConfigError("log_level", value, "expected one of %s" % ", ".join(LOG_LEVELS))
     return level
+
+
+# The keys of the original design's `cleaner:` YAML.
+ORIGINAL_KEYS = ("check_interval", "confirm_count", "container_timeout", "process_timeout",
+                 "max_concurrent_containers", "whitelist_patterns", "dry_run", "log_level")
+
+# How each effective setting is checked before a run: the same parsers the modules use on the node.
+_SETTING_CHECKS = (
+    ("confirm_count", positive_int),
+    ("max_concurrent_containers", positive_int),
+    ("check_interval", parse_duration),
+    ("container_timeout", parse_duration),
+    ("process_timeout", parse_duration),
+)
+
+
+def type_name(value):
+    """The plain type name of a value (Ansible's tagged str, list and dict subclasses read as such)."""
+    for kind in (bool, int, float, str, list, dict):
+        if isinstance(value, kind):
+            return kind.__name__
+    return type(value).__name__
+
+
+def settings_problems(original, effective):
+    """Every problem with a run's settings, as messages naming the key and the value.
+
+    original: the `cleaner:` YAML as given (None when absent); effective: the settings after the
+    environment > cleaner: > role precedence, keyed as in ORIGINAL_KEYS. Missing keys are not checked."""
+    problems = []
+    if original is not None and not isinstance(original, dict):
+        problems.append("cleaner: must be a mapping of settings, got %s" % type_name(original))
+    elif original:
+        unknown = sorted(str(key) for key in original if key not in ORIGINAL_KEYS)
+        if unknown:
+            problems.append("cleaner: has unknown keys %s; known keys are %s" % (unknown, list(ORIGINAL_KEYS)))
+    for key, check in _SETTING_CHECKS:
+        if key in effective:
+            try:
+                check(key, effective[key])
+            except ConfigError as error:
+                problems.append("%s=%s is invalid: %s" % (key, error.value, error.expected))
+    if "log_level" in effective and str(effective["log_level"]).strip().lower() not in LOG_LEVELS:
+        problems.append("log_level must be one of %s (got %s)" % (", ".join(LOG_LEVELS), effective["log_level"]))
+    patterns = effective.get("whitelist_patterns", [])
+    if isinstance(patterns, str) or not isinstance(patterns, (list, tuple)):
+        problems.append("whitelist_patterns must be a list of regexes (got %s)" % type_name(patterns))
+    else:
+        try:
+            compile_whitelist(patterns)
+        except ConfigError as error:
+            problems.append(str(error))
+    return problems

@@ -39,7 +39,7 @@ SCAN_ARGUMENT_SPEC = dict(
     # Used on the controller by the zombie_scan action plugin, which never passes them to the node.
     results_dir=dict(type="str", default=""),
     quiet_group=dict(type="str", default=""),
-    preflight_problems=dict(type="list", elements="str", default=[]),
+    settings_check=dict(type="dict", default={}),
     **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
 

@@ -2,22 +2,32 @@
 # Copyright: zombie-cleaner contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """zombie_scan's action. On the controller it does what would otherwise cost a task each (a round of
-workers over the fleet): fail a node whose settings have problems before contacting it, then, after
-the module ran on the node, keep the result in results_dir and put a node with nothing to cure in
-quiet_group (the strategy adds the group, as for group_by)."""
+workers over the fleet): check the run's settings with the parsers the modules use on the node and fail
+a node whose settings have problems before contacting it, then, after the module ran on the node, keep
+the result in results_dir and put a node with nothing to cure in quiet_group (the strategy adds the
+group, as for group_by)."""
 
 from __future__ import annotations
 
 import json
 import os
 
+import ansible.module_utils
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.json import get_encoder
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
+# The project's module_utils (ansible.cfg `module_utils`, or ANSIBLE_MODULE_UTILS under molecule) are
+# packed into module payloads, not put on the controller's import path: add them for the settings check.
+for _path in C.DEFAULT_MODULE_UTILS_PATH:
+    if _path not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(_path)
+from ansible.module_utils.zombie_cleaner import config  # noqa: E402
+
 # Options this plugin handles itself; the node never sees them.
-CONTROLLER_OPTIONS = ("results_dir", "quiet_group", "preflight_problems")
+CONTROLLER_OPTIONS = ("results_dir", "quiet_group", "settings_check")
 
 
 def keep_result(results_dir, host, result):
@@ -52,13 +62,13 @@ class ActionModule(ActionBase):
             options[name] = options[name] or ""
             if not isinstance(options[name], str):
                 raise AnsibleActionFail("%s must be a string, got %s" % (name, type(options[name]).__name__))
-        problems = options["preflight_problems"] or []
-        if isinstance(problems, str) or not isinstance(problems, list):
-            raise AnsibleActionFail("preflight_problems must be a list of messages, got %r" % (problems,))
+        check = options["settings_check"] or {}
+        if not isinstance(check, dict) or not isinstance(check.get("effective", {}), dict):
+            raise AnsibleActionFail("settings_check must be a mapping with cleaner and effective, got %r" % (check,))
+        problems = config.settings_problems(check.get("cleaner"), check.get("effective", {}))
         if problems:
             # Nothing has run on the node: its state, audit log and metrics stay as they were.
-            return dict(result, failed=True, msg="; ".join(str(problem) for problem in problems),
-                        preflight_problems=problems)
+            return dict(result, failed=True, msg="; ".join(problems), settings_problems=problems)
         try:
             result = merge_hash(result, self._execute_module(module_name="zombie_scan", module_args=module_args,
                                                              task_vars=task_vars))

@@ -210,7 +210,7 @@ def test_example_inventory_carries_the_original_keys(fleet):
                                        capture_output=True, text=True, check=True).stdout)
     assert listed["k8s_nodes"]["children"] == ["control_plane", "workers"]
     assert len(listed["workers"]["hosts"]) == 12 and len(listed["control_plane"]["hosts"]) == 3
-    known = load_yaml(os.path.join(ROOT, "roles", "zombie_cleaner", "vars", "main.yml"))["_zombie_cleaner_known_keys"]
+    known = config.ORIGINAL_KEYS
     worker = listed["_meta"]["hostvars"]["worker-07.example.internal"]
     assert set(worker["cleaner"]) <= set(known) and worker["ansible_become"] is True
     assert listed["_meta"]["hostvars"]["cp-01.example.internal"]["zombie_cleaner_max_remediations_per_run"] == 1
