@@ -215,6 +215,8 @@ class Fleet:
 
     def zombies(self, name, count):
         """A parent process inside node `name` holding `count` zombies; returns its pids as the node sees them."""
+        if not self._running(self.node(name)):
+            raise FleetError("node %s is not running" % name)
         out = os.path.join(self.node_dir(name), "zombie-parent.%d.out" % time.time_ns())
         with open(out, "w") as handle:
             # Started in the background by a shell that exits at once: the parent
