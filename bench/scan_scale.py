@@ -71,15 +71,17 @@ def compare(zombies, rounds):
 
 
 def growth(sizes, rounds):
-    line("## Growth: project scan time by process count (median of %d)" % rounds)
-    line("| processes | median ms | per process us |")
-    line("| --- | --- | --- |")
+    line("## Growth: scan time by process count, project and floor interleaved (median of %d)" % rounds)
+    line("| processes | project ms | project per process us | floor per process us | project/floor |")
+    line("| --- | --- | --- | --- | --- |")
     baseline = process_count()
     for size in sizes:
         with Zombies(max(size - baseline, 0)):
             processes = process_count()
-            value = median(interleaved([("project", project)], rounds)["project"])
-        line("| %d | %.1f | %.2f |" % (processes, value * 1e3, value / processes * 1e6))
+            times = interleaved([("project", project), ("floor", floor)], rounds)
+        value, bare = median(times["project"]), median(times["floor"])
+        line("| %d | %.1f | %.2f | %.2f | %.2f |" % (processes, value * 1e3, value / processes * 1e6,
+                                                    bare / processes * 1e6, value / bare))
     line()
 
 
