@@ -207,16 +207,13 @@ class Fleet:
     # -- operate -----------------------------------------------------------
     def run_in(self, name, argv, **popen):
         """Start argv inside the node's namespaces (as a process of that node)."""
-        node = self.node(name)
-        if not self._running(node):
-            raise FleetError("node %s is not running" % name)
+        node = self.running_node(name)
         return subprocess.Popen(["nsenter", "--target", str(node["init_pid"]), "--pid", "--mount", "--uts",
                                  "--"] + list(argv), **popen)
 
     def zombies(self, name, count):
         """A parent process inside node `name` holding `count` zombies; returns its pids as the node sees them."""
-        if not self._running(self.node(name)):
-            raise FleetError("node %s is not running" % name)
+        self.running_node(name)                  # before its output file goes into the node's directory
         out = os.path.join(self.node_dir(name), "zombie-parent.%d.out" % time.time_ns())
         with open(out, "w") as handle:
             # Started in the background by a shell that exits at once: the parent
@@ -268,6 +265,12 @@ class Fleet:
         for entry in os.listdir(self.control_path_dir):
             subprocess.run(["ssh", "-o", "ControlPath=%s" % os.path.join(self.control_path_dir, entry),
                             "-O", "exit", "fleet"], capture_output=True, timeout=10)
+
+    def running_node(self, name):
+        node = self.node(name)
+        if not self._running(node):
+            raise FleetError("node %s is not running" % name)
+        return node
 
     def _running(self, node):
         pid = node.get("init_pid")
