@@ -33,10 +33,14 @@ def parse_cgroup_path(path):
 
     Returns a dict with container_id (or None), runtime (a hint, or None),
     pod_uid (or None) and conmon (True when the path is a conmon's own cgroup).
+    The first container component wins: the runtime made that one, while the
+    workload may create nested cgroups of any name below it.
     """
     result = {"container_id": None, "runtime": None, "pod_uid": None, "conmon": False}
     components = [part for part in path.split("/") if part]
     for index, component in enumerate(components):
+        if result["container_id"]:
+            break
         pod = _POD_CGROUPFS.match(component)
         if pod:
             result["pod_uid"] = pod.group(1)

@@ -13,8 +13,17 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-# pid, ppid, state, name, start_time (clock ticks since boot, field 22)
-ProcStat = namedtuple("ProcStat", "pid ppid state name start_time")
+# pid, ppid, state, name, start_time (clock ticks since boot, field 22), num_threads (field 20)
+ProcStat = namedtuple("ProcStat", "pid ppid state name start_time num_threads")
+ProcStat.__new__.__defaults__ = (1,)
+
+
+def is_zombie(stat):
+    """A real zombie: state Z and a single thread.
+
+    A thread-group leader that called pthread_exit while other threads run
+    also reads Z, but it is a live process: num_threads (field 20) says so."""
+    return stat is not None and stat.state == "Z" and stat.num_threads == 1
 
 
 def parse_stat(data):
@@ -39,6 +48,7 @@ def parse_stat(data):
             fields[0].decode("ascii", "replace"),
             data[left + 1:right].decode("utf-8", "replace"),
             int(fields[19]),
+            int(fields[17]),
         )
     except ValueError:
         return None
@@ -92,11 +102,16 @@ def scan(proc_root="/proc"):
     return table
 
 
+def read_text(path):
+    """A small /proc text file as str. Bytes decoded with errors="replace": a process chooses its own
+    comm and mapped file names, and a name that is not UTF-8 must not make the file unreadable."""
+    return read_small(path).decode("utf-8", "replace")
+
+
 def read_cmdline(proc_root, pid):
     """argv of a process as a list of str; [] for zombies, kernel threads, gone."""
     try:
-        with open("%s/%d/cmdline" % (proc_root, pid), "rb") as handle:
-            data = handle.read()
+        data = read_small("%s/%d/cmdline" % (proc_root, pid))
     except OSError:
         return []
     if not data:
@@ -109,7 +124,7 @@ def alive_zombies(proc_root, zombies):
     alive = []
     for zombie in zombies:
         stat = read_stat(proc_root, zombie["pid"])
-        if stat is not None and stat.state == "Z" and stat.start_time == zombie["start_time"]:
+        if is_zombie(stat) and stat.start_time == zombie["start_time"]:
             alive.append(zombie)
     return alive
 
@@ -129,9 +144,8 @@ def is_live(proc_root):
 def read_cgroup(proc_root, pid):
     """Lines of /proc/PID/cgroup as (hierarchy_id, controllers, path) tuples."""
     try:
-        with open("%s/%d/cgroup" % (proc_root, pid), "r") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
+        text = read_text("%s/%d/cgroup" % (proc_root, pid))
+    except OSError:
         return []
     entries = []
     for line in text.splitlines():
@@ -144,9 +158,8 @@ def read_cgroup(proc_root, pid):
 def read_status(proc_root, pid):
     """/proc/PID/status as a dict of str -> str (empty if unreadable)."""
     try:
-        with open("%s/%d/status" % (proc_root, pid), "r") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError):
+        text = read_text("%s/%d/status" % (proc_root, pid))
+    except OSError:
         return {}
     status = {}
     for line in text.splitlines():

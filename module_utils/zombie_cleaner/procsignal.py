@@ -18,7 +18,7 @@ class Refused(Exception):
 
 def is_same_process(proc_root, pid, start_time):
     stat = procfs.read_stat(proc_root, pid)
-    return stat is not None and stat.start_time == start_time and stat.state != "Z"
+    return stat is not None and stat.start_time == start_time and not procfs.is_zombie(stat)
 
 
 def send_exact(proc_root, pid, start_time, signum):

@@ -138,7 +138,8 @@ class Containerd(Runtime):
 
     @staticmethod
     def kubelet_managed(record):
-        return bool(record.get("pod") and record.get("containerd_namespace") == "k8s.io")
+        # k8s.io alone: a CRI container whose pod cannot be read is still the kubelet's, never ctr's to restart.
+        return record.get("containerd_namespace") == "k8s.io"
 
     def graceful_restart(self, record, timeout):
         deadline = time.monotonic() + timeout

@@ -12,6 +12,8 @@ import json
 import os
 import re
 
+from ansible.module_utils.zombie_cleaner import procfs, trust
+
 # /proc/PID/stat names are cut to 15 characters: containerd-shim-runc-v2 and
 # containerd-shim-kata-v2 both read "containerd-shim", docker-containerd-shim
 # reads "docker-containe". Only these names cost a cmdline read.
@@ -96,11 +98,19 @@ def identify_shim(argv):
 
 
 def _read_json(path):
+    """A runtime's JSON file, only when root wrote it (root-owned, not group/other-writable, no symlink)."""
+    if trust.root_owned(path):
+        return None
     try:
-        with open(path, "r") as handle:
-            return json.load(handle)
+        return json.loads(procfs.read_text(path))
     except (OSError, ValueError):
         return None
+
+
+# Annotations by which containerd's runc shim serves several containers from one process (shim grouping).
+SHIM_GROUP_ANNOTATIONS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
+# conmon's pid file in a container's userdata: podman names it conmon.pid, CRI-O conmon-pidfile.
+CONMON_PID_FILES = ("conmon.pid", "conmon-pidfile")
 
 
 class RuntimeFiles:
@@ -132,17 +142,42 @@ class RuntimeFiles:
                 yield os.path.join(base, name), name
 
     def containerd_init_pids(self, namespace):
-        """{init pid: container id} from the init.pid file the shim writes in each bundle."""
+        """{init pid: container id} from the root-owned init.pid file the shim writes in each bundle."""
         if namespace not in self._init_pids:
             found = {}
             for bundle, name in self._bundle_dirs(namespace):
-                try:
-                    with open(os.path.join(bundle, "init.pid"), "r") as handle:
-                        found.setdefault(int(handle.read().strip()), name)
-                except (OSError, ValueError):
-                    continue
+                pid, _ = trust.read_pid_file(os.path.join(bundle, "init.pid"))
+                if pid is not None:
+                    found.setdefault(pid, name)
             self._init_pids[namespace] = found
         return self._init_pids[namespace]
+
+    def containerd_shim_group(self, namespace, container_id):
+        """The id of the shim that serves this bundle: its own id, or the group/sandbox its spec names."""
+        annotations = self.containerd_annotations(namespace, container_id)
+        for key in SHIM_GROUP_ANNOTATIONS:
+            if annotations.get(key):
+                return annotations[key]
+        return container_id
+
+    def containerd_sandbox_members(self, namespace, shim_id):
+        """Ids of every bundle served by the shim of shim_id (a pod sandbox and its containers)."""
+        return sorted(name for _, name in self._bundle_dirs(namespace)
+                      if name == shim_id or self.containerd_shim_group(namespace, name) == shim_id)
+
+    def conmon_pids(self, runtime, container_id):
+        """(conmon pid, container init pid) from the root-owned pid files in the container's userdata."""
+        for root in self._conmon_roots(runtime):
+            userdata = os.path.join(root, "overlay-containers", container_id, "userdata")
+            for name in CONMON_PID_FILES:
+                conmon_pid, _ = trust.read_pid_file(os.path.join(userdata, name))
+                if conmon_pid is not None:
+                    return conmon_pid, trust.read_pid_file(os.path.join(userdata, "pidfile"))[0]
+        return None, None
+
+    def _conmon_roots(self, runtime):
+        roots = [self.crio_storage_dir, self.podman_storage_dir]
+        return roots[::-1] if runtime == "podman" else roots
 
     def containerd_annotations(self, namespace, container_id):
         for base in self._containerd_bundles(namespace):
@@ -175,12 +210,10 @@ class RuntimeFiles:
         labels = (config.get("Config") or {}).get("Labels") or {}
         return name, labels
 
-    def conmon_annotations(self, runtime, container_id, bundle=None):
-        roots = [self.crio_storage_dir, self.podman_storage_dir]
-        if runtime == "podman":
-            roots.reverse()
-        paths = [os.path.join(bundle, "config.json")] if bundle else []
-        paths += [os.path.join(root, "overlay-containers", container_id, "userdata", "config.json") for root in roots]
+    def conmon_annotations(self, runtime, container_id):
+        # Not the -b bundle of conmon's argv: argv is the caller's to choose.
+        paths = [os.path.join(root, "overlay-containers", container_id, "userdata", "config.json")
+                 for root in self._conmon_roots(runtime)]
         for path in paths:
             spec = _read_json(path)
             if isinstance(spec, dict):
@@ -228,7 +261,7 @@ class RuntimeFiles:
                 "pod_uid": labels.get("io.kubernetes.pod.uid"),
             }
         elif shim and shim["kind"] == "conmon":
-            annotations = self.conmon_annotations(runtime, container_id, shim.get("bundle"))
+            annotations = self.conmon_annotations(runtime, container_id)
             kube = {
                 "namespace": annotations.get("io.kubernetes.pod.namespace"),
                 "pod": annotations.get("io.kubernetes.pod.name"),

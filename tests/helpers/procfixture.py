@@ -2,7 +2,12 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
+
+INITIAL_USER_NS = "user:[4026531837]"
+# A root-owned binary of this machine: what /proc/PID/exe of a real shim resolves to.
+ROOT_BINARY = os.path.realpath(shutil.which("true"))
 
 
 class FakeNode:
@@ -26,14 +31,18 @@ class FakeNode:
                 "crio_storage_dir": str(self.crio), "podman_storage_dir": str(self.podman),
                 "pod_log_dir": str(self.pod_logs)}
 
-    def add(self, pid, ppid, name, state="S", start=None, cmdline=None, cgroup=None):
-        """One process. cgroup: a path for every line (v1 + v2), or a full text."""
+    def add(self, pid, ppid, name, state="S", start=None, cmdline=None, cgroup=None, uid=0, exe=ROOT_BINARY,
+            user_ns=INITIAL_USER_NS, threads=1):
+        """One process. cgroup: a path for every line (v1 + v2), or a full text.
+
+        By default it runs as root in the host's user namespace from a root-owned binary, so a
+        shim-like process is believed; uid, exe and user_ns make it an impostor."""
         if start is None:
             self._next_start += 1
             start = self._next_start
         directory = self.proc / str(pid)
         directory.mkdir(parents=True, exist_ok=True)
-        rest = [state, ppid, pid, pid, 0, -1, 4194560, 0, 0, 0, 0, 1, 1, 0, 0, 20, 0, 1, 0, start,
+        rest = [state, ppid, pid, pid, 0, -1, 4194560, 0, 0, 0, 0, 1, 1, 0, 0, 20, 0, threads, 0, start,
                 1000, 10, 18446744073709551615]
         (directory / "stat").write_text("%d (%s) %s\n" % (pid, name, " ".join(str(v) for v in rest)))
         argv = [] if state == "Z" else (cmdline or [name])
@@ -45,7 +54,14 @@ class FakeNode:
             v1 = "/" if state == "Z" else path
             cgroup = "12:pids:%s\n4:memory:%s\n1:name=systemd:%s\n0::%s\n" % (v1, v1, v1, path)
         (directory / "cgroup").write_text(cgroup)
-        (directory / "status").write_text("Name:\t%s\nState:\t%s\nTracerPid:\t0\n" % (name[:15], state))
+        (directory / "status").write_text("Name:\t%s\nState:\t%s\nTracerPid:\t0\nUid:\t%d\t%d\t%d\t%d\n"
+                                          % (name[:15], state, uid, uid, uid, uid))
+        if state != "Z":
+            (directory / "ns").mkdir(exist_ok=True)
+            for link, target in ((directory / "exe", exe), (directory / "ns" / "user", user_ns)):
+                if os.path.lexists(link):
+                    os.unlink(link)
+                os.symlink(target, link)
         return start
 
     def pids_cgroup(self, path, current, limit, v1=True):
@@ -72,10 +88,17 @@ class FakeNode:
         (directory / "config.v2.json").write_text(json.dumps(
             {"ID": container_id, "Name": "/" + name, "Config": {"Labels": labels or {}}}))
 
-    def conmon_userdata(self, storage, container_id, annotations):
+    def conmon_userdata(self, storage, container_id, annotations=None, conmon_pid=None, init_pid=None,
+                        pid_file="conmon-pidfile"):
+        """CRI-O's (pid_file conmon-pidfile) or podman's (conmon.pid) userdata of one container."""
         directory = Path(storage) / "overlay-containers" / container_id / "userdata"
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps({"annotations": annotations}))
+        if annotations is not None:
+            (directory / "config.json").write_text(json.dumps({"annotations": annotations}))
+        if conmon_pid is not None:
+            (directory / pid_file).write_text("%d\n" % conmon_pid)
+        if init_pid is not None:
+            (directory / "pidfile").write_text("%d" % init_pid)
         return directory
 
     def pod_log_dir(self, namespace, pod, uid):

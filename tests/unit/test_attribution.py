@@ -1,5 +1,7 @@
 """Attribution over fixture /proc trees: one per runtime layout, including those that cannot run here."""
 
+import os
+
 import pytest
 
 from ansible.module_utils.zombie_cleaner import attribution, procfs, runtimes
@@ -63,17 +65,20 @@ def test_containerd_cri_pod_sandbox_with_two_containers(tmp_path):
                                        parent_class="application", zombie_count=1)]
 
 
-def test_containerd_without_bundle_falls_back_to_systemd_cgroup(tmp_path):
+def test_containerd_without_bundle_is_identity_unverified(tmp_path):
+    """A wrong containerd_state_dir (k3s keeps /run/k3s/containerd): cgroup and argv alone prove nothing."""
     node = FakeNode(tmp_path)
     node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
     slice_ = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/" % UID.replace("-", "_")
     node.add(110, 100, "app", cgroup=slice_ + "cri-containerd-%s.scope" % APP)
     node.add(111, 110, "w", state="Z", cgroup=slice_ + "cri-containerd-%s.scope" % APP)
     node.pod_log_dir("shop", "web-1", UID)
-    containers, _, _ = attribute(node)
-    app = containers[APP]
-    assert app["id_source"] == "cgroup" and app["pod_uid"] == UID
-    assert (app["namespace"], app["pod"]) == ("shop", "web-1")  # from /var/log/pods
+    containers, hosts, _ = attribute(node)
+    assert containers == {}
+    (group,) = hosts.values()
+    claim = group["unverified_identity"]
+    assert claim["container_id"] == SANDBOX and claim["source"] == "argv of containerd-shim-runc-v2[100]"
+    assert "no bundle of containerd namespace k8s.io" in claim["reason"]
 
 
 def test_docker_container_with_cri_dockerd_labels(tmp_path):
@@ -82,12 +87,13 @@ def test_docker_container_with_cri_dockerd_labels(tmp_path):
                                                   "-address", "/run/containerd/containerd.sock"])
     node.add(210, 200, "node", cgroup="/docker/" + APP)
     node.add(211, 210, "npm", state="Z")
+    node.containerd_bundle("moby", APP, 210)
     node.docker_config(APP, "k8s_app_web-1_shop_%s_0" % UID, {
         "io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop",
         "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": UID})
     containers, _, _ = attribute(node)
     record = containers[APP]
-    assert record["runtime"] == "docker" and record["id_source"] == "cgroup"
+    assert record["runtime"] == "docker" and record["id_source"] == "bundle"
     assert (record["namespace"], record["pod"], record["container_name"]) == ("shop", "web-1", "app")
     assert record["shim_shared"] is False
 
@@ -101,6 +107,7 @@ def test_old_docker_containerd_shim(tmp_path):
     node.add(310, 300, "java", cgroup="8:pids:/docker/%s\n1:name=systemd:/docker/%s\n" % (APP, APP))
     node.add(311, 310, "sh", state="Z", cgroup="8:pids:/\n1:name=systemd:/\n")
     node.docker_config(APP, "legacy-app")
+    node.containerd_bundle("moby", APP, 310, v1=True)
     containers, _, _ = attribute(node)
     assert containers[APP]["shim"]["kind"] == "containerd-v1"
     assert containers[APP]["runtime"] == "docker" and containers[APP]["name"] == "legacy-app"
@@ -112,8 +119,9 @@ def test_very_old_docker_shim_with_positional_id(tmp_path):
                                                   "docker-runc"])
     node.add(310, 300, "java")
     node.add(311, 310, "sh", state="Z")
-    containers, _, _ = attribute(node)
-    assert containers[APP]["id_source"] == "shim"
+    containers, hosts, _ = attribute(node)
+    assert containers == {}            # no bundle ties the id to the shim: reported, never acted on
+    assert [g["unverified_identity"]["container_id"] for g in hosts.values()] == [APP]
 
 
 def test_crio_conmon(tmp_path):
@@ -124,6 +132,7 @@ def test_crio_conmon(tmp_path):
         "-u", APP, "-s"])
     node.add(410, 400, "nginx", cgroup="/kubepods.slice/kubepods-pod%s.slice/crio-%s.scope" % (UID.replace("-", "_"), APP))
     node.add(411, 410, "nginx", state="Z")
+    node.conmon_userdata(node.crio, APP, conmon_pid=400, init_pid=410)
     containers, _, _ = attribute(node)
     record = containers[APP]
     assert record["runtime"] == "cri-o" and record["id_source"] == "conmon"
@@ -137,7 +146,8 @@ def test_crio_annotations_win_over_conmon_name(tmp_path):
     node.add(410, 400, "nginx")
     node.add(411, 410, "nginx", state="Z")
     node.conmon_userdata(node.crio, APP, {"io.kubernetes.pod.name": "web-1", "io.kubernetes.pod.namespace": "shop",
-                                          "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": UID})
+                                          "io.kubernetes.container.name": "app", "io.kubernetes.pod.uid": UID},
+                         conmon_pid=400)
     containers, _, _ = attribute(node)
     assert (containers[APP]["namespace"], containers[APP]["pod"]) == ("shop", "web-1")
 
@@ -149,6 +159,7 @@ def test_podman_conmon_as_parent_is_a_runtime_fault(tmp_path):
         "-b", "/var/lib/containers/storage/overlay-containers/%s/userdata" % APP, "-n", "web",
         "--exit-command", "/usr/bin/podman", "--exit-command-arg", "container"])
     node.add(510, 500, "sleep", state="Z")   # the init died and conmon did not reap it
+    node.conmon_userdata(node.podman, APP, conmon_pid=500, init_pid=510, pid_file="conmon.pid")
     containers, _, _ = attribute(node)
     record = containers[APP]
     assert record["runtime"] == "podman" and record["name"] == "web"
@@ -190,13 +201,16 @@ def test_a_process_merely_named_like_a_shim_is_not_one(tmp_path):
     assert containers == {} and len(hosts) == 1
 
 
-def test_host_parent_of_a_zombie_in_a_container_cgroup_v2(tmp_path):
+def test_host_parent_of_a_zombie_in_a_container_cgroup_is_reported_as_a_claim(tmp_path):
     node = FakeNode(tmp_path)
     node.add(900, 1, "kubelet")
     node.add(901, 900, "nsenter", state="Z", cgroup="0::/kubepods/besteffort/pod%s/%s\n" % (UID, APP))
     containers, hosts, _ = attribute(node)
-    assert hosts == {}
-    assert containers[APP]["parent_classes"] == ["host"] and containers[APP]["shim"] is None
+    assert containers == {}
+    (group,) = hosts.values()
+    assert group["parent"]["pid"] == 900
+    assert group["unverified_identity"]["container_id"] == APP
+    assert group["unverified_identity"]["source"] == "cgroup of zombie 901"
 
 
 def test_zombie_that_is_a_child_of_the_shim_is_a_runtime_fault(tmp_path):
@@ -204,8 +218,11 @@ def test_zombie_that_is_a_child_of_the_shim_is_a_runtime_fault(tmp_path):
     node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
     node.add(101, 100, "pause", cgroup="/kubepods/besteffort/pod%s/%s" % (UID, SANDBOX))
     node.add(130, 100, "probe.sh", state="Z", cgroup="0::/kubepods/besteffort/pod%s/%s\n" % (UID, APP))
+    node.containerd_bundle("k8s.io", SANDBOX, 101, cri_annotations(SANDBOX, None, "sandbox"))
     containers, _, _ = attribute(node)
-    assert containers[APP]["parent_classes"] == ["runtime"]
+    # Not an init of any bundle: it belongs to the shim's own bundle, the sandbox.
+    assert list(containers) == [SANDBOX]
+    assert containers[SANDBOX]["parent_classes"] == ["runtime"] and containers[SANDBOX]["init"]["pid"] == 101
 
 
 @pytest.mark.parametrize("zombies", [1, 50])
@@ -218,3 +235,132 @@ def test_cmdline_is_read_only_for_shim_like_ancestors(tmp_path, zombies):
         node.add(pid, 1, "busy")      # unrelated live processes
     _, _, worker = attribute(node)
     assert worker.cmdline_reads == 1
+
+
+# --- What a workload controls is evidence, never proof (DESIGN.md section 8) ---
+
+def docker_container(node, shim_pid=200, init_pid=210, **shim):
+    """A real-looking Docker container: moby shim, its init, a moby bundle naming that init."""
+    node.add(shim_pid, 1, "containerd-shim", cmdline=["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby",
+                                                       "-id", APP, "-address", "/run/containerd/containerd.sock"],
+             **shim)
+    node.add(init_pid, shim_pid, "sleep", cgroup="/docker/" + APP)
+    node.add(init_pid + 1, init_pid, "sh", state="Z")
+    node.containerd_bundle("moby", APP, init_pid)
+
+
+@pytest.mark.parametrize("impostor", [
+    {"uid": 65534},                                   # an unprivileged user's process
+    {"user_ns": "user:[4026532999]"},                 # root of a user namespace (rootless runtime, container)
+    {"exe": "WRITABLE"},                              # a binary others could have replaced
+])
+def test_impostor_shim_naming_a_real_container_is_not_believed(tmp_path, impostor):
+    node = FakeNode(tmp_path)
+    docker_container(node)                            # the victim, with its real bundle
+    if impostor.get("exe") == "WRITABLE":
+        binary = tmp_path / "containerd-shim-runc-v2"
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o777)
+        impostor = {"exe": str(binary)}
+    node.add(800, 1, "containerd-shim", cmdline=["/tmp/containerd-shim-runc-v2", "-namespace", "moby", "-id", APP,
+                                                  "-address", "/run/containerd/containerd.sock"], **impostor)
+    node.add(810, 800, "child", cgroup="/docker/" + APP)    # even its cgroup names the victim
+    node.add(811, 810, "z", state="Z")
+    node.add(812, 810, "z", state="Z")
+    containers, hosts, _ = attribute(node)
+    assert list(containers) == [APP] and [z["pid"] for z in containers[APP]["zombies"]] == [211]
+    impostor_group = hosts["host:810:%d" % node_start(node, 810)]
+    assert [z["pid"] for z in impostor_group["zombies"]] == [811, 812]
+    claim = impostor_group["unverified_identity"]
+    assert claim["container_id"] == APP and "is not believed" in claim["reason"]
+
+
+def node_start(node, pid):
+    return procfs.read_stat(str(node.proc), pid).start_time
+
+
+def test_trusted_shim_whose_bundle_names_another_init_is_unverified(tmp_path):
+    """A real root shim, but the bundle of the id it names ties another process to it: no identity."""
+    node = FakeNode(tmp_path)
+    node.add(200, 1, "containerd-shim", cmdline=["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby",
+                                                  "-id", APP])
+    node.add(210, 200, "sleep")
+    node.add(211, 210, "sh", state="Z")
+    node.add(300, 1, "sleep")                          # the bundle's init is not the shim's child
+    node.containerd_bundle("moby", APP, 300)
+    containers, hosts, _ = attribute(node)
+    assert containers == {} and "has an init that is a child of shim 200" in \
+        next(iter(hosts.values()))["unverified_identity"]["reason"]
+
+
+def test_bundle_of_another_sandbox_is_not_the_shims(tmp_path):
+    """The init is in a bundle, but that bundle belongs to another sandbox than the shim's -id."""
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
+    node.add(110, 100, "app")
+    node.add(111, 110, "w", state="Z")
+    other = dict(cri_annotations(APP, "app"), **{"io.kubernetes.cri.sandbox-id": "9" * 64})
+    node.containerd_bundle("k8s.io", APP, 110, other)
+    containers, hosts, _ = attribute(node)
+    assert containers == {} and len(hosts) == 1
+
+
+def test_symlinked_or_user_owned_bundle_files_are_not_believed(tmp_path):
+    node = FakeNode(tmp_path)
+    docker_container(node)
+    init_pid = node.containerd / "io.containerd.runtime.v2.task" / "moby" / APP / "init.pid"
+    os.chown(init_pid, 65534, 65534)
+    containers, hosts, _ = attribute(node)
+    assert containers == {} and len(hosts) == 1
+
+
+def test_conmon_without_its_pid_file_is_unverified(tmp_path):
+    """A rootless podman's real conmon (or any process named conmon): no root-owned pid file names it."""
+    node = FakeNode(tmp_path)
+    node.add(500, 1, "conmon", cmdline=["/usr/bin/conmon", "-c", APP, "-n", "web", "--exit-command", "podman"])
+    node.add(510, 500, "sleep")
+    node.add(511, 510, "sh", state="Z")
+    node.conmon_userdata(node.podman, APP, conmon_pid=999, pid_file="conmon.pid")   # another conmon's
+    containers, hosts, _ = attribute(node)
+    assert containers == {} and "conmon pid file" in next(iter(hosts.values()))["unverified_identity"]["reason"]
+
+
+def test_runtime_named_process_inside_a_container_is_the_application(tmp_path):
+    """podman in a CI container, dockerd in Docker-in-Docker: the container's own processes."""
+    node = FakeNode(tmp_path)
+    docker_container(node)
+    node.add(220, 210, "podman", exe=str(tmp_path / "proc"))   # a file of the container's root, not the host's
+    node.add(221, 220, "conmon", state="Z")
+    containers, _, _ = attribute(node)
+    parents = {p["pid"]: p["parent_class"] for p in containers[APP]["parents"]}
+    assert parents == {210: "application", 220: "application"}
+
+
+def test_kubernetes_container_without_pod_identity_is_identity_unknown(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(100, 1, "containerd-shim", cmdline=CRI_SHIM)
+    node.add(101, 100, "pause")
+    node.add(110, 100, "app")
+    node.add(111, 110, "w", state="Z")
+    node.containerd_bundle("k8s.io", SANDBOX, 101)
+    node.containerd_bundle("k8s.io", APP, 110, {"io.kubernetes.cri.sandbox-id": SANDBOX})
+    containers, _, _ = attribute(node)
+    assert containers[APP]["identity_unknown"] and containers[APP]["shim_shared"] is True
+
+
+def test_pod_record_lists_the_other_containers_of_its_sandbox(tmp_path):
+    node = FakeNode(tmp_path)
+    containerd_pod(node)
+    containers, _, _ = attribute(node)
+    members = {m["container_id"]: m["container_name"] for m in containers[APP]["sandbox_members"]}
+    assert members == {SANDBOX: None, SIDECAR: "sidecar"}
+    assert containers[APP]["identity_unknown"] is None
+
+
+def test_a_leader_that_called_pthread_exit_is_not_a_zombie(tmp_path):
+    node = FakeNode(tmp_path)
+    node.add(700, 1, "server")
+    node.add(701, 700, "worker", state="Z", threads=3)      # leader gone, two threads still run
+    node.add(702, 700, "done", state="Z")
+    table = procfs.scan(str(node.proc))
+    assert [pid for pid, stat in sorted(table.items()) if procfs.is_zombie(stat)] == [702]

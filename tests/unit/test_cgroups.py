@@ -47,3 +47,10 @@ def test_v1_only_process_uses_pids_hierarchy():
 def test_zombie_on_pure_v1_has_no_identity():
     entries = [("12", "pids", "/"), ("4", "memory", "/"), ("1", "name=systemd", "/")]
     assert cgroups.identity_from_cgroups(entries)["container_id"] is None
+
+
+def test_first_container_component_wins_over_nested_names():
+    """A container may create nested cgroups named like another container: the runtime's own comes first."""
+    victim = "f" * 64
+    path = "/kubepods/besteffort/pod%s/%s/cri-containerd-%s.scope" % ("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0", ID, victim)
+    assert cgroups.parse_cgroup_path(path)["container_id"] == ID
