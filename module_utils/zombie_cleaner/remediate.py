@@ -12,12 +12,15 @@ container whose evidence went stale since the scan.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.zombie_cleaner import (attribution, audit, cgroups, config, metrics, procfs, procsignal,
-                                                 reaper, runtime_cli, runtimes, state)
+from ansible.module_utils.zombie_cleaner import (atomicfile, attribution, audit, cgroups, config, metrics, procfs,
+                                                 procsignal, reaper, runtime_cli, runtimes, state, trust)
 
 REAP = "reap_in_place"
 RESTART = "restart"
@@ -31,13 +34,27 @@ RUNG_TEXT = {
     KILL_SHIM: "SIGKILL the container's shim",
 }
 
+# Outcome results.
+CURED = "cured"
+REAPED = "reaped_in_place"
+FAILED = "failed"
+STALE = "stale"
+SKIPPED = "skipped"
+DEFERRED = "deferred"
+WOULD = "would_remediate"
+RESULTS = (REAPED, CURED, FAILED, STALE, SKIPPED, DEFERRED, WOULD)
+
+# Where a record's container id came from: only the runtime's own root-owned state may name what we act on.
+TRUSTED_ID_SOURCES = ("bundle", "conmon")
+
 
 class RemediationOptions:
     def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
                  audit_log=None, metrics_textfile_dir=None, container_timeout="30s",
                  process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
                  dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
-                 binaries=None, runtime_files=None, reap_in_place=True, reap_host_zombies=False):
+                 binaries=None, runtime_files=None, reap_in_place=True, reap_host_zombies=False,
+                 allow_pod_shim_kill=False):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
         self.audit_log = audit_log or audit.AuditLog(None)
@@ -49,54 +66,124 @@ class RemediationOptions:
         self.max_per_run = config.positive_int("max_remediations_per_run", max_remediations_per_run)
         self.dry_run = bool(dry_run)
         self.allow_shim_kill_for_runtime_faults = bool(allow_shim_kill_for_runtime_faults)
+        self.allow_pod_shim_kill = bool(allow_pod_shim_kill)
         self.binaries = binaries or {}
         self.reap_in_place = bool(reap_in_place)
         self.reap_host_zombies = bool(reap_host_zombies)
         self.runtime_files = runtime_files or {}
 
+    def ladder_budget(self, rungs):
+        """The longest one container's ladder may take: every rung bounded, plus the waits between."""
+        return len(rungs) * (self.container_timeout + CURE_WAIT) + self.replacement_wait
+
+
+# After a rung, how long its cure may take to show (zombies reaped by the new parent, restart settling).
+CURE_WAIT = 5.0
+CURE_WAIT_AFTER_FAILURE = 1.0
+
+
+def refusal(record):
+    """Why nothing may be done to this container at all, or None."""
+    if record.get("protected"):
+        return "protected by the whitelist"
+    if record.get("identity_unknown"):
+        return "identity unknown: %s" % record["identity_unknown"]
+    if not record.get("confirmed"):
+        return "not confirmed"
+    if not record.get("shim"):
+        return "no shim found: the container's runtime process is unknown"
+    if record.get("id_source") not in TRUSTED_ID_SOURCES:
+        return ("identity unverified: container id from %s, not from the runtime's own state"
+                % (record.get("id_source") or "nowhere"))
+    return None
+
+
+def shim_kill_problem(record, options):
+    """Why the shim rung is ruled out for this container, or None.
+
+    A CRI shim serves every container of its pod: killing it stops them all, so it needs its own opt-in,
+    and never happens while another container of the pod is protected (or its protection is unknown)."""
+    if not record.get("shim_shared"):
+        return None
+    sandbox = record["shim"].get("id")
+    if not options.allow_pod_shim_kill:
+        return "the shim serves the whole pod sandbox %s: killing it needs allow_pod_shim_kill" % sandbox
+    protected = record.get("protected_members")
+    if protected is None:
+        return "the protection of the other containers of pod sandbox %s is unknown" % sandbox
+    if protected:
+        return "another container of pod sandbox %s is protected (%s)" % (sandbox, ", ".join(protected))
+    return None
+
 
 def ladder(record, options):
     """The rungs that may be tried for this container, or (None, reason) if none may."""
-    if record.get("protected"):
-        return None, "protected by the whitelist"
-    if not record.get("confirmed"):
-        return None, "not confirmed"
-    if not record.get("shim"):
-        return None, "no shim found: the container's runtime process is unknown"
+    refused = refusal(record)
+    if refused:
+        return None, refused
     classes = record.get("parent_classes") or []
+    shim_problem = shim_kill_problem(record, options)
     if attribution.APPLICATION in classes:
-        return ([REAP] if options.reap_in_place else []) + [RESTART, KILL_INIT, KILL_SHIM], None
+        return (([REAP] if options.reap_in_place else []) + [RESTART, KILL_INIT]
+                + ([] if shim_problem else [KILL_SHIM])), None
     if attribution.RUNTIME in classes:
-        if options.allow_shim_kill_for_runtime_faults:
-            return [KILL_SHIM], None
-        return None, ("runtime fault: zombies held by %s itself; a restart of the application will not cure it "
-                      "(allow_shim_kill_for_runtime_faults permits the shim rung)" % record["shim"]["binary"])
+        if not options.allow_shim_kill_for_runtime_faults:
+            return None, ("runtime fault: zombies held by %s itself; a restart of the application will not cure "
+                          "it (allow_shim_kill_for_runtime_faults permits the shim rung)" % record["shim"]["binary"])
+        if shim_problem:
+            return None, "runtime fault, and %s" % shim_problem
+        return [KILL_SHIM], None
     return None, "zombies held by a host process: not the container's to cure"
 
 
-def reverify(proc_root, record):
+def reverify(proc_root, record, files=None):
     """(live zombies, None) or (None, why the evidence is stale).
 
-    The shim must still be a shim (by its flags, not its name) and the init its
-    child: a record pointing anywhere else is never acted on.
-    """
+    The shim must still be the root-owned shim seen (by its flags and its
+    executable, not its name), the init its child, and, when files are given,
+    the runtime's state must still tie the init to this container."""
     for role in ("shim", "init"):
         seen = record.get(role)
         if not seen:
             continue
         stat = procfs.read_stat(proc_root, seen["pid"])
         # An exited shim or init lingers as a zombie until reaped: not the live process seen.
-        exited = stat is not None and stat.state == "Z" and not (role == "init" and record.get("init_is_zombie"))
+        exited = procfs.is_zombie(stat) and not (role == "init" and record.get("init_is_zombie"))
         if stat is None or stat.start_time != seen["start_time"] or exited:
             return None, "the container's %s (pid %d) is no longer the process seen" % (role, seen["pid"])
         if role == "shim" and not runtimes.identify_shim(procfs.read_cmdline(proc_root, seen["pid"])):
             return None, "pid %d is not a container shim" % seen["pid"]
+        if role == "shim" and trust.runtime_process_problem(proc_root, seen["pid"]):
+            return None, "shim pid %d is not believed: %s" % (seen["pid"], trust.runtime_process_problem(
+                proc_root, seen["pid"]))
         if role == "init" and record.get("shim") and stat.ppid != record["shim"]["pid"]:
             return None, "pid %d is not a child of the container's shim" % seen["pid"]
+    if files is not None:
+        problem = _state_problem(record, files)
+        if problem:
+            return None, problem
     alive = procfs.alive_zombies(proc_root, record["zombies"])
     if not alive:
         return None, "its zombies are gone since the scan"
     return alive, None
+
+
+def _state_problem(record, files):
+    """Why the runtime's own state no longer ties this init to this container, or None."""
+    shim, init = record.get("shim") or {}, record.get("init") or {}
+    if shim.get("kind") == "conmon":
+        conmon_pid, _ = files.conmon_pids(record.get("runtime"), record["container_id"])
+        if conmon_pid != shim.get("pid"):
+            return "no root-owned conmon pid file of %s names pid %s any more" % (record["container_id"],
+                                                                                 shim.get("pid"))
+        return None
+    if not record.get("containerd_namespace"):
+        return "no containerd namespace is known for %s" % record["container_id"]
+    named = files.containerd_init_pids(record["containerd_namespace"]).get(init.get("pid"))
+    if named != record["container_id"]:
+        return "the runtime's bundle no longer names pid %s as the init of %s" % (init.get("pid"),
+                                                                                  record["container_id"])
+    return None
 
 
 def _wait_cured(proc_root, zombies, timeout):
@@ -106,6 +193,17 @@ def _wait_cured(proc_root, zombies, timeout):
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.05)
+
+
+def action_record(phase, rung, record, zombies, step=None):
+    """The audit line written right before (phase "start") and right after ("end") one rung."""
+    if step is None:
+        return audit.line("info", "remediation action starting: %s" % RUNG_TEXT[rung], record,
+                          zombies[0] if zombies else None, action="remediate_step", phase=phase, rung=rung,
+                          zombie_pids=[item["pid"] for item in zombies])
+    return audit.line("info" if step["ok"] else "warning", "remediation action %s: %s" % (
+        "done" if step["ok"] else "did not succeed", step["detail"]), record, zombies[0] if zombies else None,
+        action="remediate_step", phase=phase, rung=rung, ok=step["ok"], seconds=step.get("seconds"))
 
 
 def _identity(record):
@@ -133,84 +231,143 @@ class Remediator:
         return rungs, outcome
 
     def remediate(self, record, check_mode=False):
+        """One container's outcome. Never raises: a surprise in one container (a file name that is not
+        UTF-8, a runtime that answers nonsense) is that container's failure, recorded with the rest."""
         started = time.monotonic()
         rungs, outcome = self.plan(record)
-        if rungs is None:
-            return outcome
-        alive, stale = reverify(self.options.proc_root, record)
+        try:
+            if rungs is not None:
+                self._climb(record, rungs, outcome, check_mode)
+        except Exception as error:  # pylint: disable=broad-except
+            outcome.update(result=FAILED, reason="unexpected error: %s: %s" % (type(error).__name__, error))
+        outcome["seconds"] = round(time.monotonic() - started, 3)
+        return outcome
+
+    def _climb(self, record, rungs, outcome, check_mode):
+        alive, stale = reverify(self.options.proc_root, record, self.files)
         if stale:
-            outcome.update(result="stale", reason=stale)
-            return outcome
+            outcome.update(result=STALE, reason=stale)
+            return
         outcome["zombies_before"] = len(alive)
         if record.get("shim_shared"):
             outcome["shim_note"] = ("this shim serves the whole pod sandbox %s: killing it stops every container "
                                     "of the pod" % record["shim"]["id"])
         runtime = runtime_cli.for_record(record, self.options.binaries)
-        if not (check_mode or self.options.dry_run) and not procfs.is_live(self.options.proc_root):
-            outcome.update(result="skipped", reason="proc_root %s is not this system's live /proc: nothing is "
-                                                    "acted on from a copy" % self.options.proc_root)
-            return outcome
         if check_mode or self.options.dry_run:
-            outcome.update(result="would_remediate", reason="dry run" if self.options.dry_run else "check mode",
+            outcome.update(result=WOULD, reason="dry run" if self.options.dry_run else "check mode",
                            plan=[self._describe(rung, record, runtime, alive) for rung in rungs])
-            return outcome
+            return
+        if not procfs.is_live(self.options.proc_root):
+            outcome.update(result=SKIPPED, reason="proc_root %s is not this system's live /proc: nothing is "
+                                                  "acted on from a copy" % self.options.proc_root)
+            return
+        deadline = time.monotonic() + self.options.ladder_budget(rungs)
+        step = None
         for rung in rungs:
-            step = self._run_rung(rung, record, runtime, alive)
-            outcome["rungs"].append(step)
-            outcome["timeouts"] += step["timeouts"]
-            if not step["ok"]:
-                continue
-            left = _wait_cured(self.options.proc_root, alive, min(5.0, self.options.container_timeout))
-            if left:
-                step["ok"] = False
-                step["detail"] += "; %d zombies still there" % len(left)
-                continue
-            outcome["rung"] = rung
-            break
-        outcome["zombies_after"] = len(procfs.alive_zombies(self.options.proc_root, alive))
-        if "rung" not in outcome:
-            outcome.update(result="failed", reason="every rung failed; zombies still there")
-        elif outcome["rung"] == REAP:
-            step = outcome["rungs"][-1]
-            outcome.update(result="reaped_in_place", stop_seconds=step["stop_seconds"],
+            # The world changes between rungs: once the zombies are gone, the ladder stops.
+            left = procfs.alive_zombies(self.options.proc_root, alive)
+            if not left:
+                break
+            why_not = self._why_not_climb(rung, step, deadline)
+            if why_not:
+                outcome.update(result=FAILED, reason=why_not)
+                break
+            step = self._audited_rung(rung, record, runtime, left, outcome, deadline)
+            procfs_wait = CURE_WAIT if step["ok"] else CURE_WAIT_AFTER_FAILURE
+            _wait_cured(self.options.proc_root, left, min(procfs_wait, self.options.container_timeout))
+        left = procfs.alive_zombies(self.options.proc_root, alive)
+        outcome["zombies_after"] = len(left)
+        if left:
+            outcome.setdefault("result", FAILED)
+            outcome.setdefault("reason", "every rung failed; zombies still there")
+        elif step is None:
+            outcome.update(result=STALE, reason="its zombies went away before any action")
+        else:
+            self._cured_by(record, runtime, outcome, step)
+
+    def _why_not_climb(self, rung, previous, deadline):
+        if previous is not None and previous.get("refused"):
+            return previous["detail"]
+        if time.monotonic() > deadline:
+            return "the remediation's deadline passed before %s" % rung
+        if rung == KILL_SHIM and previous is not None and previous.get("uninterruptible"):
+            return ("the container's init is in uninterruptible sleep (D) after SIGKILL: it waits for the kernel "
+                    "(storage, a hung mount), which killing the shim cannot change; not escalated")
+        return None
+
+    def _audited_rung(self, rung, record, runtime, zombies, outcome, deadline):
+        """Run one rung with an audit line before and after it. Without a record, nothing is done."""
+        try:
+            self.options.audit_log.write([action_record("start", rung, record, zombies)])
+        except OSError as error:
+            step = {"rung": rung, "ok": False, "timeouts": 0, "refused": True,
+                    "detail": "audit log %s not writable (%s): nothing is done without a record"
+                              % (self.options.audit_log.path, error)}
+        else:
+            timeout = max(0.1, min(self.options.container_timeout, deadline - time.monotonic()))
+            step = self._run_rung(rung, record, runtime, zombies, timeout)
+            try:
+                self.options.audit_log.write([action_record("end", rung, record, zombies, step)])
+            except OSError as error:
+                step["audit_problem"] = str(error)
+        outcome["rungs"].append(step)
+        outcome["timeouts"] += step["timeouts"]
+        return step
+
+    def _cured_by(self, record, runtime, outcome, step):
+        """The zombies are gone after this rung: a cure, even if the rung itself complained."""
+        outcome["rung"] = step["rung"]
+        if not step["ok"]:
+            outcome["complaint"] = step["detail"]
+        if step["rung"] == REAP:
+            outcome.update(result=REAPED, stop_seconds=step.get("stop_seconds"),
                            reason="zombies reaped by their parent in place; the parent was stopped for %.3f ms, "
-                                  "the container kept running" % (step["stop_seconds"] * 1000))
+                                  "the container kept running" % ((step.get("stop_seconds") or 0) * 1000))
         else:
             self._verify_workload(record, runtime, outcome)
-        outcome["seconds"] = round(time.monotonic() - started, 3)
-        return outcome
 
     def reap_host(self, group, check_mode=False):
-        """Host zombies of an ordinary host process: reap in place or leave them (never a restart)."""
+        """Host zombies of an ordinary host process: reap in place or leave them (never a restart).
+
+        Also where zombies of an unverified identity go: their parent may be reaped in place like any
+        host process, never killed, and the container they claim is never named to a runtime."""
         outcome = host_outcome(group)
+        try:
+            self._reap_host(group, outcome, check_mode)
+        except Exception as error:  # pylint: disable=broad-except
+            outcome.update(result=FAILED, reason="unexpected error: %s: %s" % (type(error).__name__, error))
+        return outcome
+
+    def _reap_host(self, group, outcome, check_mode):
         parent = group["parent"]
         if not group.get("confirmed"):
-            outcome.update(result="skipped", reason="not confirmed")
-            return outcome
+            outcome.update(result=SKIPPED, reason="not confirmed")
+            return
         if group.get("parent_is_host_init") or parent["pid"] <= 1:
-            outcome.update(result="skipped", reason="the host's init is the parent: not ours to touch")
-            return outcome
+            outcome.update(result=SKIPPED, reason="the host's init is the parent: not ours to touch")
+            return
         alive = procfs.alive_zombies(self.options.proc_root, group["zombies"])
         if not alive:
-            outcome.update(result="stale", reason="its zombies are gone since the scan")
-            return outcome
-        dry_run = check_mode or self.options.dry_run
-        # reaper.reap refuses a proc_root that is not the live /proc itself.
-        result = reaper.reap(self.options.proc_root, parent, alive, self.options.process_timeout, dry_run)
-        if dry_run:
-            outcome.update(result="would_remediate" if result["ok"] else "skipped", reason=result["reason"],
+            outcome.update(result=STALE, reason="its zombies are gone since the scan")
+            return
+        if check_mode or self.options.dry_run:
+            # reaper.reap refuses a proc_root that is not the live /proc itself.
+            result = reaper.reap(self.options.proc_root, parent, alive, self.options.process_timeout, True)
+            outcome.update(result=WOULD if result["ok"] else SKIPPED, reason=result["reason"],
                            plan=[{"rung": REAP, "action": RUNG_TEXT[REAP], "safe": result["ok"],
                                   "verdicts": [result]}])
-            return outcome
-        outcome["rungs"].append({"rung": REAP, "ok": result["ok"], "timeouts": 0, "detail": result["reason"],
-                                 "stop_seconds": result["stop_seconds"], "parents": [result]})
-        outcome["zombies_after"] = len(procfs.alive_zombies(self.options.proc_root, alive))
-        if result["ok"]:
-            outcome.update(result="reaped_in_place", rung=REAP, stop_seconds=result["stop_seconds"],
-                           reason=result["reason"])
+            return
+        record = dict(group, container_id=group["key"], parents=[dict(parent, parent_class=attribution.APPLICATION)])
+        step = self._audited_rung(REAP, record, None, alive, outcome, time.monotonic() + self.options.process_timeout)
+        left = procfs.alive_zombies(self.options.proc_root, alive)
+        outcome["zombies_after"] = len(left)
+        if not left:
+            outcome.update(result=REAPED, rung=REAP, stop_seconds=step.get("stop_seconds"), reason=step["detail"])
+            if not step["ok"]:
+                outcome["complaint"] = step["detail"]
         else:
-            outcome.update(result="skipped" if result["verdict"] == "skipped" else "failed", reason=result["reason"])
-        return outcome
+            skipped = not step["ok"] and all(item.get("verdict") == "skipped" for item in step.get("parents") or [{}])
+            outcome.update(result=SKIPPED if skipped else FAILED, reason=step["detail"])
 
     def _reap(self, record, zombies, dry_run):
         """reaper.reap for every application parent of these zombies: [result per parent]."""
@@ -241,7 +398,7 @@ class Remediator:
         }[rung]
         return {"rung": rung, "action": target}
 
-    def _run_rung(self, rung, record, runtime, zombies):
+    def _run_rung(self, rung, record, runtime, zombies, timeout):
         started = time.monotonic()
         step = {"rung": rung, "ok": False, "timeouts": 0, "detail": ""}
         if rung == REAP:
@@ -259,7 +416,7 @@ class Remediator:
             if runtime is None:
                 step["detail"] = "no runtime adapter for %s" % record.get("runtime")
             else:
-                results = runtime.graceful_restart(record, self.options.container_timeout)
+                results = runtime.graceful_restart(record, timeout)
                 step["timeouts"] = sum(1 for item in results if item.timed_out)
                 step["ok"] = all(item.ok for item in results)
                 step["detail"] = "; ".join(item.describe() for item in results)
@@ -285,8 +442,12 @@ class Remediator:
         gone = procsignal.wait_gone(self.options.proc_root, target["pid"], target["start_time"],
                                     self.options.container_timeout)
         if not gone:
-            return {"ok": False, "timeouts": 1, "detail": "SIGKILL sent (%s) to %s[%d]; still there after %.0fs" % (
-                how, target["name"], target["pid"], self.options.container_timeout)}
+            stat = procfs.read_stat(self.options.proc_root, target["pid"])
+            stuck = stat is not None and stat.state == "D"
+            return {"ok": False, "timeouts": 1, "uninterruptible": stuck,
+                    "detail": "SIGKILL sent (%s) to %s[%d]; still there after %.0fs%s" % (
+                        how, target["name"], target["pid"], self.options.container_timeout,
+                        " in uninterruptible sleep (D)" if stuck else "")}
         return {"ok": True, "detail": "SIGKILL sent (%s) to %s[%d]" % (how, target["name"], target["pid"])}
 
     def _verify_workload(self, record, runtime, outcome):
@@ -324,8 +485,22 @@ class Remediator:
 
 
 def run_remediation(options, containers, check_mode=False, now=None, host_groups=()):
-    """Remediate the given scanned containers (and, if allowed, reap confirmed host groups) on this node."""
+    """Remediate the given scanned containers (and, if allowed, reap confirmed host groups) on this node.
+
+    The state lock is taken before anything is done and held until every outcome is recorded: a run that
+    cannot have it acts on nothing (state.LockBusy)."""
     now = now if now is not None else time.time()
+    if check_mode:
+        lock = contextlib.nullcontext()
+    else:
+        state.prepare_directory(options.state_path)
+        lock = state.Lock(options.state_path, options.process_timeout)
+    with lock:
+        outcomes = _act(options, containers, host_groups, check_mode)
+        return _record(options, outcomes, check_mode, now)
+
+
+def _act(options, containers, host_groups, check_mode):
     remediator = Remediator(options, runtimes.RuntimeFiles(**options.runtime_files))
     # Closest to failing forks first, then most zombies: the per-run cap defers the least urgent.
     ordered = sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
@@ -337,7 +512,7 @@ def run_remediation(options, containers, check_mode=False, now=None, host_groups
         if rungs is None:
             outcomes.append(outcome)
         elif len(eligible) >= options.max_per_run:
-            outcome.update(result="deferred", reason="max_remediations_per_run=%d reached" % options.max_per_run)
+            outcome.update(result=DEFERRED, reason="max_remediations_per_run=%d reached" % options.max_per_run)
             outcomes.append(outcome)
         else:
             eligible.append(record)
@@ -348,12 +523,12 @@ def run_remediation(options, containers, check_mode=False, now=None, host_groups
             break
         if len(eligible) >= options.max_per_run:
             outcome = host_outcome(group)
-            outcome.update(result="deferred", reason="max_remediations_per_run=%d reached" % options.max_per_run)
+            outcome.update(result=DEFERRED, reason="max_remediations_per_run=%d reached" % options.max_per_run)
         else:
             eligible.append(group)
             outcome = remediator.reap_host(group, check_mode)
         outcomes.append(outcome)
-    return _record(options, outcomes, check_mode, now)
+    return outcomes
 
 
 def host_outcome(group):
@@ -389,46 +564,97 @@ def _remembered(outcome, now):
             "parents": outcome.get("parents") or []}
 
 
-def _record(options, outcomes, check_mode, now):
-    counts = {name: sum(1 for item in outcomes if item["result"] == name)
-              for name in ("reaped_in_place", "cured", "failed", "stale", "skipped", "deferred", "would_remediate")}
+def tally(outcomes):
+    """Counts per result, and what each persisted counter grows by (no files: a pure function)."""
+    counts = {name: sum(1 for item in outcomes if item["result"] == name) for name in RESULTS}
     reaped_zombies = sum(item["zombies_before"] - (item.get("zombies_after") or 0) for item in outcomes
-                         if item["result"] == "reaped_in_place")
+                         if item["result"] == REAPED)
     timeouts = sum(item["timeouts"] for item in outcomes)
-    changed = counts["cured"] + counts["reaped_in_place"] + counts["failed"] > 0
+    increments = {"containers_cleaned_total": counts[CURED] + counts[REAPED],
+                  "containers_reaped_in_place_total": counts[REAPED],
+                  "zombies_reaped_in_place_total": reaped_zombies,
+                  "cleanup_failures_total": counts[FAILED],
+                  "container_operation_timeouts_total": timeouts}
+    return dict(counts, timeouts=timeouts), increments
+
+
+def _pending_path(options):
+    # Outcomes of a run whose state could not be written after it acted: merged by the next run.
+    return options.state_path + ".pending"
+
+
+def _apply(current, increments, remembered_items, done_keys):
+    counters = current.setdefault("counters", {})
+    for name, value in increments.items():
+        counters[name] = counters.get(name, 0) + value
+    remembered = current.get("remediations") or []
+    for item in remembered_items:
+        remembered = state.keep_recent(remembered, item, state.REMEDIATIONS_KEPT)
+    current["remediations"] = remembered
+    for key in done_keys:                          # success resets the count
+        current["containers"].pop(key, None)
+        current["host_groups"].pop(key, None)
+
+
+def _load_pending(options, warnings):
+    try:
+        with open(_pending_path(options), "r") as handle:
+            pending = json.load(handle)
+        return [item for item in pending if isinstance(item, dict) and isinstance(item.get("increments"), dict)]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        warnings.append("pending outcomes %s unreadable, ignored: %s" % (_pending_path(options), error))
+        return []
+
+
+def _persist(options, increments, remembered_items, done_keys, now):
+    """Counters, remembered outcomes and reset sightings into the state (the caller holds the lock).
+
+    If the state cannot be written after acting, what was done goes to a side file that the next run
+    merges, so no action is ever lost from the counters and the report."""
+    current, warnings = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
+    pending = _load_pending(options, warnings)
+    for item in pending:
+        _apply(current, item["increments"], item.get("remembered") or [], item.get("done") or [])
+    _apply(current, increments, remembered_items, done_keys)
+    try:
+        state.save(options.state_path, current)
+    except (OSError, state.StateError) as error:
+        entry = {"time": now, "increments": increments, "remembered": remembered_items, "done": done_keys}
+        try:
+            atomicfile.write(_pending_path(options), json.dumps(pending + [entry]))
+            warnings.append("state %s not written (%s): outcomes kept in %s for the next run"
+                            % (options.state_path, error, _pending_path(options)))
+        except OSError as side_error:
+            warnings.append("state %s not written (%s), nor %s (%s): the outcomes are only in this result"
+                            % (options.state_path, error, _pending_path(options), side_error))
+        return warnings
+    if pending:
+        os.unlink(_pending_path(options))
+    _, problem = metrics.publish(options.metrics_textfile_dir, current)
+    if problem:
+        warnings.append(problem)
+    return warnings
+
+
+def _record(options, outcomes, check_mode, now):
+    summary, increments = tally(outcomes)
+    changed = summary[CURED] + summary[REAPED] + summary[FAILED] > 0
     warnings = []
     if not check_mode:
-        state.prepare_directory(options.state_path)
-        with state.Lock(options.state_path, options.process_timeout):
-            current, warnings = state.load(options.state_path, procfs.read_boot_id(options.proc_root), now=now)
-            counters = current.setdefault("counters", {})
-            for name, value in (("containers_cleaned_total", counts["cured"] + counts["reaped_in_place"]),
-                                ("containers_reaped_in_place_total", counts["reaped_in_place"]),
-                                ("zombies_reaped_in_place_total", reaped_zombies),
-                                ("cleanup_failures_total", counts["failed"]),
-                                ("container_operation_timeouts_total", timeouts)):
-                counters[name] = counters.get(name, 0) + value
-            remembered = current.get("remediations") or []
-            for item in outcomes:
-                if item["result"] in ("cured", "reaped_in_place"):
-                    current["containers"].pop(item["container_id"], None)   # success resets the count
-                    current["host_groups"].pop(item["container_id"], None)
-                if item["result"] in ("cured", "reaped_in_place", "failed"):
-                    remembered = state.keep_recent(remembered, _remembered(item, now), state.REMEDIATIONS_KEPT)
-            current["remediations"] = remembered
-            state.save(options.state_path, current)
-            _, problem = metrics.publish(options.metrics_textfile_dir, current)
-            if problem:
-                warnings.append(problem)
+        remembered = [_remembered(item, now) for item in outcomes if item["result"] in (CURED, REAPED, FAILED)]
+        done = [item["container_id"] for item in outcomes if item["result"] in (CURED, REAPED)]
+        warnings = _persist(options, increments, remembered, done, now)
         try:
             options.audit_log.write(audit.outcome_records(outcomes, now))
         except OSError as error:
             warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
     return {
-        "changed": changed or (check_mode and counts["would_remediate"] > 0),
+        "changed": changed or (check_mode and summary[WOULD] > 0),
         "report": [_report_line(item) for item in outcomes],
         "outcomes": outcomes,
-        "summary": dict(counts, timeouts=timeouts),
+        "summary": summary,
         "dry_run": options.dry_run,
         "node_warnings": warnings,
     }

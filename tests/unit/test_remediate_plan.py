@@ -9,10 +9,12 @@ SHIM_ARGV = ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "c1"]
 OPTIONS = remediate.RemediationOptions()
 ALLOW_SHIM = remediate.RemediationOptions(allow_shim_kill_for_runtime_faults=True)
 NO_REAP = remediate.RemediationOptions(reap_in_place=False)
+POD_SHIM = remediate.RemediationOptions(allow_pod_shim_kill=True, allow_shim_kill_for_runtime_faults=True)
 
 
 def record(**overrides):
     base = {"container_id": "c1", "confirmed": True, "protected": False, "parent_classes": ["application"],
+            "id_source": "bundle",
             "shim": {"pid": 100, "start_time": 10, "binary": "containerd-shim-runc-v2", "id": "c1"},
             "init": {"pid": 110, "start_time": 11, "name": "app"},
             "zombies": [{"pid": 111, "ppid": 110, "start_time": 12, "name": "w"}]}
@@ -29,6 +31,20 @@ def record(**overrides):
     ({"parent_classes": ["runtime"]}, OPTIONS, None, "runtime fault"),
     ({"parent_classes": ["runtime"]}, ALLOW_SHIM, ["kill_shim"], None),
     ({"parent_classes": ["host"]}, ALLOW_SHIM, None, "zombies held by a host process"),
+    ({"id_source": "cgroup"}, OPTIONS, None, "identity unverified: container id from cgroup"),
+    ({"id_source": None}, OPTIONS, None, "identity unverified: container id from nowhere"),
+    ({"identity_unknown": "no pod"}, OPTIONS, None, "identity unknown: no pod"),
+    # A pod's shim serves every container of the pod: its own opt-in, and never past a protected sibling.
+    ({"shim_shared": True}, OPTIONS, ["reap_in_place", "restart", "kill_init"], None),
+    ({"shim_shared": True, "protected_members": []}, POD_SHIM, ["reap_in_place", "restart", "kill_init", "kill_shim"],
+     None),
+    ({"shim_shared": True}, POD_SHIM, ["reap_in_place", "restart", "kill_init"], None),
+    ({"shim_shared": True, "protected_members": ["kube-system/dns"]}, POD_SHIM,
+     ["reap_in_place", "restart", "kill_init"], None),
+    ({"shim_shared": True, "parent_classes": ["runtime"]}, ALLOW_SHIM, None,
+     "runtime fault, and the shim serves the whole pod sandbox c1: killing it needs allow_pod_shim_kill"),
+    ({"shim_shared": True, "parent_classes": ["runtime"], "protected_members": ["x/y/z"]}, POD_SHIM, None,
+     "runtime fault, and another container of pod sandbox c1 is protected (x/y/z)"),
 ])
 def test_ladder(overrides, options, rungs, reason):
     found, why = remediate.ladder(record(**overrides), options)
@@ -68,11 +84,13 @@ def test_per_run_cap_defers_the_rest_and_dry_run_acts_on_nothing(tmp_path):
         node.add(shim, 1, "containerd-shim", start=shim, cmdline=SHIM_ARGV)
         node.add(init, shim, "app", start=init)
         node.add(zombie, init, "w", state="Z", start=zombie)
-        records.append(record(container_id="c%d" % index, zombie_count=index + 1,
+        node.containerd_bundle("k8s.io", "c%d" % index, init)
+        records.append(record(container_id="c%d" % index, zombie_count=index + 1, containerd_namespace="k8s.io",
                               shim={"pid": shim, "start_time": shim, "binary": "containerd-shim-runc-v2", "id": "x"},
                               init={"pid": init, "start_time": init, "name": "app"},
                               zombies=[{"pid": zombie, "ppid": init, "start_time": zombie, "name": "w"}]))
     options = remediate.RemediationOptions(proc_root=str(node.proc), state_path=str(tmp_path / "s.json"),
+                                           runtime_files=node.runtime_files(),
                                            audit_log=audit.AuditLog(str(tmp_path / "audit.log")),
                                            max_remediations_per_run=2,
                                            dry_run=True)
