@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 DEFAULT_WHITELIST = ["^kube-system-.*", "^monitoring-.*", "^logging-.*"]
@@ -22,24 +23,58 @@ class ConfigError(ValueError):
         super().__init__("%s=%r is invalid: %s" % (parameter, value, expected))
 
 
-def parse_duration(parameter, value):
-    """'30s', '5m', '1h', '1h30m', '250ms' or a bare number of seconds -> float seconds (> 0)."""
+# Upper bounds of the durations. A longer value is a typo, not a setting: it would turn a bound into
+# none at all (a lock wait, a reaper or an escalation that never ends). Names not listed get the largest.
+DURATION_LIMITS = {
+    "process_timeout": 3600.0,
+    "container_timeout": 3600.0,
+    "replacement_wait": 3600.0,
+    "check_interval": 7 * 86400.0,
+    "module_timeout": 86400.0,
+}
+LONGEST_DURATION = max(DURATION_LIMITS.values())
+DURATION_EXPECTED = "expected a duration such as 30s, 5m or 1h"
+
+
+def duration_text(seconds):
+    """3600.0 -> '1h', 604800.0 -> '168h', 90.0 -> '90s': in the grammar parse_duration accepts."""
+    if seconds % 3600 == 0:
+        return "%dh" % (seconds // 3600)
+    return "%gs" % seconds
+
+
+def _seconds(parameter, value):
+    """The number of seconds a value says, before any range check."""
     if isinstance(value, bool):
-        raise ConfigError(parameter, value, "expected a duration such as 30s, 5m or 1h")
+        raise ConfigError(parameter, value, DURATION_EXPECTED)
     if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            match = _DURATION.match(text)
-            if not text or not match or not any(match.groups()):
-                raise ConfigError(parameter, value, "expected a duration such as 30s, 5m or 1h")
-            hours, minutes, secs, millis = (int(group or 0) for group in match.groups())
-            seconds = hours * 3600 + minutes * 60 + secs + millis / 1000.0
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)     # also 'nan', 'inf' and '1e400' (= inf): refused by the caller
+    except ValueError:
+        pass
+    match = _DURATION.match(text)
+    if not text or not match or not any(match.groups()):
+        raise ConfigError(parameter, value, DURATION_EXPECTED)
+    hours, minutes, secs, millis = (int(group or 0) for group in match.groups())
+    return hours * 3600 + minutes * 60 + secs + millis / 1000.0
+
+
+def parse_duration(parameter, value):
+    """'30s', '5m', '1h', '1h30m', '250ms' or a bare number of seconds -> float seconds,
+    longer than zero and at most DURATION_LIMITS[parameter]."""
+    try:
+        seconds = _seconds(parameter, value)
+    except OverflowError:       # an int too large for a float
+        seconds = math.inf
+    limit = DURATION_LIMITS.get(str(parameter).lower(), LONGEST_DURATION)
+    if math.isnan(seconds):
+        raise ConfigError(parameter, value, "not a number; %s" % DURATION_EXPECTED)
     if seconds <= 0:
         raise ConfigError(parameter, value, "must be longer than zero")
+    if seconds > limit:
+        raise ConfigError(parameter, value, "must be finite and at most %s (%gs)" % (duration_text(limit), limit))
     return seconds
 
 
@@ -127,6 +162,13 @@ def log_level(value):
 ORIGINAL_KEYS = ("check_interval", "confirm_count", "container_timeout", "process_timeout",
                  "max_concurrent_containers", "whitelist_patterns", "dry_run", "log_level")
 
+def optional_duration(parameter, value):
+    """A duration, or None when empty (0 and "" mean: not set)."""
+    if value in (None, "", 0, "0"):
+        return None
+    return parse_duration(parameter, value)
+
+
 # How each effective setting is checked before a run: the same parsers the modules use on the node.
 _SETTING_CHECKS = (
     ("confirm_count", positive_int),
@@ -134,6 +176,9 @@ _SETTING_CHECKS = (
     ("check_interval", parse_duration),
     ("container_timeout", parse_duration),
     ("process_timeout", parse_duration),
+    ("replacement_wait", parse_duration),
+    ("max_remediations_per_run", positive_int),
+    ("module_timeout", optional_duration),
 )
 
 
@@ -174,3 +219,51 @@ def settings_problems(original, effective):
         except ConfigError as error:
             problems.append(str(error))
     return problems
+
+
+# What a module task costs besides the bounds of its own work: the connection, the module's transfer and
+# Python start, the state, audit and metrics writes. Generous: the limit is for a hung node, not a slow one.
+MODULE_OVERHEAD = 60.0
+# After a rung that worked, the remediation waits up to this long for the zombies to go.
+CURE_WAIT = 5.0
+
+
+def remediation_seconds(container_timeout, process_timeout, replacement_wait, max_per_run, max_concurrent):
+    """The longest one remediation run on a node takes when every bound is reached (seconds).
+
+    Per container: the in-place reap (process_timeout), then restart, SIGKILL of the init, SIGKILL of the
+    shim, start again and the running check (container_timeout each), a cure wait after each rung and the
+    wait for the kubelet's new container. Containers go max_concurrent at a time; host groups one by one;
+    the state lock is waited for twice."""
+    per_container = process_timeout + 5 * container_timeout + 4 * CURE_WAIT + replacement_wait
+    rounds = -(-max_per_run // max_concurrent)
+    return rounds * per_container + max_per_run * process_timeout + 2 * process_timeout
+
+
+def _lenient(check, key, settings, fallback):
+    # A bad setting is the settings check's to report, with its own message: here it only must not
+    # stop the task from being templated, so it counts as the largest value allowed.
+    try:
+        return check(key, settings[key])
+    except (ConfigError, KeyError, TypeError):
+        return fallback
+
+
+def module_timeouts(settings, override=None):
+    """Whole seconds for the `timeout:` of the role's module tasks: {"scan": s, "remediate": s}.
+
+    settings: the effective process_timeout, container_timeout, replacement_wait,
+    max_remediations_per_run and max_concurrent_containers. override (zombie_cleaner_module_timeout):
+    a duration that replaces both, or empty for the derived values."""
+    seconds = _lenient(optional_duration, "module_timeout", {"module_timeout": override}, LONGEST_DURATION)
+    if seconds is not None:
+        return {"scan": int(math.ceil(seconds)), "remediate": int(math.ceil(seconds))}
+    process = _lenient(parse_duration, "process_timeout", settings, DURATION_LIMITS["process_timeout"])
+    container = _lenient(parse_duration, "container_timeout", settings, DURATION_LIMITS["container_timeout"])
+    wait = _lenient(parse_duration, "replacement_wait", settings, DURATION_LIMITS["replacement_wait"])
+    per_run = _lenient(positive_int, "max_remediations_per_run", settings, 1)
+    concurrent = _lenient(positive_int, "max_concurrent_containers", settings, 1)
+    # The scan: the /proc scan and the lock wait, process_timeout each.
+    scan = 2 * process + MODULE_OVERHEAD
+    remediate = remediation_seconds(container, process, wait, per_run, concurrent) + MODULE_OVERHEAD
+    return {"scan": int(math.ceil(scan)), "remediate": int(math.ceil(remediate))}
