@@ -61,9 +61,11 @@ stop() {
     [ -z "$ids" ] || podman rm -f -t 0 $ids >/dev/null 2>&1 || true
   fi
   if ctr version >/dev/null 2>&1; then
-    for id in $(ctr -n k8s.io containers ls -q labels.zombie-cleaner-test==1 2>/dev/null); do
-      ctr -n k8s.io task delete -f "$id" >/dev/null 2>&1 || true
-      ctr -n k8s.io container delete "$id" >/dev/null 2>&1 || true
+    for ns in k8s.io zc-test; do
+      for id in $(ctr -n "$ns" containers ls -q labels.zombie-cleaner-test==1 2>/dev/null); do
+        ctr -n "$ns" task delete -f "$id" >/dev/null 2>&1 || true
+        ctr -n "$ns" container delete "$id" >/dev/null 2>&1 || true
+      done
     done
   fi
   local started_containerd=no

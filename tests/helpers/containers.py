@@ -16,7 +16,10 @@ WORK = os.environ.get("ZC_TEST_WORK", "/var/tmp/zombie-cleaner-test")
 ROOTFS = os.path.join(WORK, "rootfs")
 DOCKER_IMAGE = "zombie-cleaner-test/busybox:latest"
 TEST_LABEL = "zombie-cleaner-test"
-CTR_NAMESPACE = "k8s.io"
+# Plain containerd containers live in a namespace of their own; k8s.io is the kubelet's (CRI) namespace, where
+# a container is always the kubelet's and one without a readable pod is protected as "identity unknown".
+CTR_NAMESPACE = "zc-test"
+CRI_NAMESPACE = "k8s.io"
 DOCKER = shutil.which("docker", path="/usr/bin") or "docker"   # the daemon's own client
 
 
@@ -58,11 +61,14 @@ def runtimes_available():
 
 
 class CtrContainer:
-    """A task under containerd's k8s.io namespace, optionally joined to a CRI-style pod sandbox shim."""
+    """A containerd task (namespace zc-test, or k8s.io for CRI-style pods), optionally joined to a pod sandbox's
+    shim by its io.kubernetes.cri.sandbox-id annotation."""
 
-    def __init__(self, name=None, command=None, annotations=None, cgroup=None, zombies=0, extra=()):
+    def __init__(self, name=None, command=None, annotations=None, cgroup=None, zombies=0, extra=(),
+                 namespace=CTR_NAMESPACE):
         self.id = name or "zc-" + uuid.uuid4().hex[:10]
-        argv = ["ctr", "-n", CTR_NAMESPACE, "run", "-d", "--env", "PATH=/bin", "--label", TEST_LABEL + "=1"]
+        self.namespace = namespace
+        argv = ["ctr", "-n", namespace, "run", "-d", "--env", "PATH=/bin", "--label", TEST_LABEL + "=1"]
         argv += list(extra)
         for key, value in (annotations or {}).items():
             argv += ["--annotation", "%s=%s" % (key, value)]
@@ -76,7 +82,7 @@ class CtrContainer:
         self.zombies = zombie_children(self.init_pid)
 
     def _task_pid(self):
-        for line in run(["ctr", "-n", CTR_NAMESPACE, "task", "ls"]).stdout.splitlines()[1:]:
+        for line in run(["ctr", "-n", self.namespace, "task", "ls"]).stdout.splitlines()[1:]:
             parts = line.split()
             if parts and parts[0] == self.id:
                 return int(parts[1])
@@ -84,8 +90,8 @@ class CtrContainer:
 
     def remove(self):
         # delete -f kills what still runs and waits for the task to go.
-        run(["ctr", "-n", CTR_NAMESPACE, "task", "delete", "-f", self.id], check=False)
-        run(["ctr", "-n", CTR_NAMESPACE, "container", "delete", self.id], check=False)
+        run(["ctr", "-n", self.namespace, "task", "delete", "-f", self.id], check=False)
+        run(["ctr", "-n", self.namespace, "container", "delete", self.id], check=False)
 
 
 class DockerContainer:

@@ -173,8 +173,12 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
               "runtime": "docker", "zombies": group["zombies"],
               "shim": {"pid": process.pid, "start_time": start_time(process.pid), "binary": "containerd-shim", "id": "x"},
               "init": None}
-    outcome = remediate.run_remediation(remediate.RemediationOptions(
-        state_path=str(tmp_path / "state.json"), audit_log=audit.AuditLog(str(tmp_path / "audit.log"))), [forged])["outcomes"][0]
+    options = remediate.RemediationOptions(state_path=str(tmp_path / "state.json"),
+                                           audit_log=audit.AuditLog(str(tmp_path / "audit.log")))
+    outcome = remediate.run_remediation(options, [forged])["outcomes"][0]
+    assert outcome["result"] == "skipped" and outcome["reason"].startswith("identity unverified")
+    # Even a record that claims a bundle-verified identity is checked again against /proc.
+    outcome = remediate.run_remediation(options, [dict(forged, id_source="bundle")])["outcomes"][0]
     assert outcome["result"] == "stale" and outcome["reason"] == "pid %d is not a container shim" % process.pid
     assert process.poll() is None
 

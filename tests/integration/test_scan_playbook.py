@@ -17,7 +17,7 @@ def run_scan(tmp_path, *extra, env=None):
 def test_three_runs_confirm_protect_and_check_mode_writes_nothing(runtimes, tmp_path, cleanup):
     app = containers.CtrContainer(zombies=2, annotations={
         "io.kubernetes.cri.sandbox-name": "shop-web", "io.kubernetes.cri.sandbox-namespace": "shop",
-        "io.kubernetes.cri.container-name": "web"})
+        "io.kubernetes.cri.container-name": "web"}, namespace=containers.CRI_NAMESPACE)
     cleanup(app)
     monitored = containers.DockerContainer(zombies=3, labels={
         "io.kubernetes.pod.name": "node-exporter-x", "io.kubernetes.pod.namespace": "monitoring"})

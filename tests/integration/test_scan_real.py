@@ -33,12 +33,12 @@ def test_containerd_pod_sandbox_shim_serves_two_containers(runtimes, tmp_path, c
     sandbox = containers.CtrContainer(command=["/bin/sleep", "100000"], annotations={
         "io.kubernetes.cri.container-type": "sandbox", "io.kubernetes.cri.sandbox-id": "zc-sandbox-" + UID[:8],
         "io.kubernetes.cri.sandbox-name": "web-1", "io.kubernetes.cri.sandbox-namespace": "shop"},
-        name="zc-sandbox-" + UID[:8])
+        name="zc-sandbox-" + UID[:8], namespace=containers.CRI_NAMESPACE)
     cleanup(sandbox)
     app = containers.CtrContainer(zombies=3, cgroup="/kubepods/besteffort/pod%s/zc-app" % UID, annotations={
         "io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": sandbox.id,
         "io.kubernetes.cri.sandbox-name": "web-1", "io.kubernetes.cri.sandbox-namespace": "shop",
-        "io.kubernetes.cri.container-name": "app"})
+        "io.kubernetes.cri.container-name": "app"}, namespace=containers.CRI_NAMESPACE)
     cleanup(app)
     result = scan_now(tmp_path)
     record = next(c for c in result["containers"] if c["container_id"] == app.id)
