@@ -1,0 +1,209 @@
+"""No wrong kill (issue 13): what a workload controls is evidence, never proof. Real processes and containers."""
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from ansible.module_utils.zombie_cleaner import audit, procfs, remediate, scan, state
+from helpers import containers
+from helpers.parents import Parent
+from helpers.zombies import start_time, wait_for, zombie_children
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"     # readable by nobody (the venv's may sit under /root)
+
+
+def scan_once(tmp_path, **options):
+    return scan.run_scan(scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1, **options))
+
+
+def remediation_options(tmp_path, **overrides):
+    return remediate.RemediationOptions(state_path=str(tmp_path / "state.json"),
+                                        audit_log=audit.AuditLog(str(tmp_path / "audit.log")), **overrides)
+
+
+class Process:
+    """A background process ended with its whole process group at cleanup."""
+
+    def __init__(self, argv, **kwargs):
+        self.process = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE, text=True, **kwargs)
+        self.pid = self.process.pid
+
+    def remove(self):
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(10)
+        self.process.stdout.close()
+
+
+IMPOSTOR = textwrap.dedent("""
+    import ctypes, os, sys, time
+    # comm "containerd-shim", argv[0] containerd-shim-runc-v2 with a victim's id: what a real shim shows.
+    ctypes.CDLL(None).prctl(15, b"containerd-shim", 0, 0, 0)
+    child = os.fork()
+    if child == 0:
+        for _ in range(2):
+            if os.fork() == 0:
+                os._exit(0)
+        print(os.getpid(), flush=True)
+        time.sleep(600)
+        os._exit(0)
+    time.sleep(600)
+""")
+
+
+def test_impostor_shim_run_as_nobody_cannot_get_a_real_docker_container_restarted(runtimes, tmp_path, cleanup):
+    victim = containers.DockerContainer(command=["/bin/sleep", "100000"])
+    cleanup(victim)
+    started_at = victim.inspect()["State"]["StartedAt"]
+    impostor = Process(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups", "bash", "-c",
+                        'exec -a containerd-shim-runc-v2 %s -c "$0" -namespace moby -id %s -address '
+                        "/run/containerd/containerd.sock" % (SYSTEM_PYTHON, victim.id), IMPOSTOR], cwd="/")
+    cleanup(impostor)
+    holder = int(impostor.process.stdout.readline())
+    wait_for(lambda: len(zombie_children(holder)) == 2, "the impostor's zombies")
+
+    result = scan_once(tmp_path)
+    assert all(c["container_id"] != victim.id for c in result["containers"])
+    group = next(g for g in result["host_groups"] if g["parent"]["pid"] == holder)
+    assert group["unverified_identity"]["container_id"] == victim.id
+    assert "runs as uid %d, not root" % NOBODY in group["unverified_identity"]["reason"]
+    assert any("claims container %s" % victim.id[:12] in line for line in result["report"])
+    outcome = remediate.run_remediation(remediation_options(tmp_path), result["to_cure"]["containers"],
+                                        host_groups=result["to_cure"]["host_groups"])
+    assert all(o["container_id"] != victim.id for o in outcome["outcomes"])
+    assert victim.inspect()["State"]["StartedAt"] == started_at and victim.inspect()["State"]["Pid"] == victim.init_pid
+    assert len(zombie_children(holder)) == 2               # host zombies: not reaped without reap_host_zombies
+
+
+PTHREAD_EXIT_LEADER = r"""
+#include <pthread.h>
+#include <unistd.h>
+static void *work(void *arg) { (void)arg; for (;;) pause(); return 0; }
+int main(void) {
+    pthread_t thread;
+    pthread_create(&thread, 0, work, 0);
+    pthread_exit(0);      /* the leader goes, the process lives on: /proc/PID/stat reads Z */
+}
+"""
+
+
+def test_a_thread_group_leader_that_called_pthread_exit_is_not_a_zombie(tmp_path, cleanup):
+    source = tmp_path / "leader.c"
+    source.write_text(PTHREAD_EXIT_LEADER)
+    subprocess.run(["gcc", "-pthread", "-o", str(tmp_path / "leader"), str(source)], check=True)
+    leader = Process([str(tmp_path / "leader")])
+    cleanup(leader)
+    wait_for(lambda: procfs.read_stat("/proc", leader.pid).state == "Z", "the leader to exit its thread")
+    assert procfs.read_stat("/proc", leader.pid).num_threads == 2
+    result = scan_once(tmp_path)
+    seen = [z["pid"] for g in result["host_groups"] for z in g["zombies"]]
+    seen += [z["pid"] for c in result["containers"] for z in c["zombies"]]
+    assert leader.pid not in seen
+    assert procfs.alive_zombies("/proc", [{"pid": leader.pid, "start_time": start_time(leader.pid)}]) == []
+
+
+def docker_stand_in(tmp_path, restart_script):
+    """A docker CLI stand-in: `restart` runs restart_script, anything else the real docker."""
+    stand_in = tmp_path / "docker"
+    stand_in.write_text('#!/bin/sh\nif [ "$1" = restart ]; then %s; fi\nexec %s "$@"\n' % (restart_script,
+                                                                                           containers.DOCKER))
+    stand_in.chmod(0o755)
+    return str(stand_in)
+
+
+def test_runtime_cli_that_did_the_job_but_exited_1_is_a_cure_not_an_escalation(runtimes, tmp_path, cleanup):
+    box = containers.DockerContainer(zombies=2)
+    cleanup(box)
+    # Restarts the container for real, then complains; every other command is docker's own.
+    stand_in = docker_stand_in(tmp_path, "%s \"$@\"; echo 'Error response from daemon: something odd' >&2; exit 1"
+                               % containers.DOCKER)
+    record = next(c for c in scan_once(tmp_path)["to_cure"]["containers"] if c["container_id"] == box.id)
+    result = remediate.run_remediation(remediation_options(tmp_path, reap_in_place=False,
+                                                           binaries={"docker": stand_in}), [record])
+    outcome = result["outcomes"][0]
+    assert outcome["result"] == "cured" and outcome["rung"] == "restart", json.dumps(outcome, indent=1)
+    assert "exited 1" in outcome["complaint"]
+    assert [step["rung"] for step in outcome["rungs"]] == ["restart"]     # no kill_init, no kill_shim after it
+    assert outcome["zombies_after"] == 0 and box.inspect()["State"]["Running"] is True
+    assert result["summary"]["failed"] == 0
+
+
+def test_init_stuck_in_uninterruptible_sleep_is_reported_not_escalated_to_the_shim(runtimes, tmp_path, cleanup):
+    box = containers.DockerContainer(zombies=2)
+    cleanup(box)
+    record = next(c for c in scan_once(tmp_path)["to_cure"]["containers"] if c["container_id"] == box.id)
+    # A frozen (docker pause) init cannot die: SIGKILL leaves it in D, like a task stuck on storage.
+    containers.run([containers.DOCKER, "pause", box.id])
+    try:
+        # The runtime cannot help either (a broken daemon): the ladder goes on to SIGKILL of the init.
+        broken = docker_stand_in(tmp_path, "echo 'Error response from daemon: broken' >&2; exit 1")
+        result = remediate.run_remediation(remediation_options(tmp_path, container_timeout="2s",
+                                                               binaries={"docker": broken}), [record])
+        outcome = result["outcomes"][0]
+        assert outcome["result"] == "failed" and "uninterruptible sleep (D)" in outcome["reason"], json.dumps(outcome, indent=1)
+        assert "kill_shim" not in [step["rung"] for step in outcome["rungs"]]
+        assert procfs.read_stat("/proc", record["shim"]["pid"]).start_time == record["shim"]["start_time"]
+    finally:
+        containers.run([containers.DOCKER, "unpause", box.id], check=False)
+
+
+def test_a_run_that_cannot_take_the_lock_acts_on_nothing(tmp_path, cleanup):
+    holder = Parent("sleep", 2, "60")
+    cleanup(type("Close", (), {"remove": lambda self: holder.close()})())
+    group = next(g for g in scan_once(tmp_path, reap_host_zombies=True)["to_cure"]["host_groups"]
+                 if g["parent"]["pid"] == holder.pid)
+    state.prepare_directory(str(tmp_path / "state.json"))
+    with open(str(tmp_path / "state.json.lock"), "a") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX)              # another run holds the node's state
+        with pytest.raises(state.LockBusy):
+            remediate.run_remediation(remediation_options(tmp_path, reap_host_zombies=True, process_timeout="1s"),
+                                      [], host_groups=[group])
+    assert holder.zombie_pids() == sorted(z["pid"] for z in holder.zombies)   # nobody reaped them
+    assert not (tmp_path / "audit.log").exists() or "remediat" not in (tmp_path / "audit.log").read_text()
+
+
+NON_UTF8_MAPPING = textwrap.dedent("""
+    import mmap, os, sys, time
+    path = os.fsencode(sys.argv[1]) + b"/lib-\\xff\\xfe.so"
+    with open(path, "wb") as handle:
+        handle.write(b"\\0" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    mapping = mmap.mmap(fd, 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC)
+    for _ in range(2):
+        if os.fork() == 0:
+            os._exit(0)
+    print("ready", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_one_remediations_surprise_is_its_own_outcome_and_everything_is_recorded(tmp_path, cleanup):
+    odd = Process([sys.executable, "-c", NON_UTF8_MAPPING, str(tmp_path)])
+    cleanup(odd)
+    assert odd.process.stdout.readline().strip() == "ready"
+    plain = Parent("sleep", 2, "60")
+    cleanup(type("Close", (), {"remove": lambda self: plain.close()})())
+    wait_for(lambda: len(zombie_children(odd.pid)) == 2, "the odd parent's zombies")
+    groups = [g for g in scan_once(tmp_path, reap_host_zombies=True)["to_cure"]["host_groups"]
+              if g["parent"]["pid"] in (odd.pid, plain.pid)]
+    assert len(groups) == 2
+    result = remediate.run_remediation(remediation_options(tmp_path, reap_host_zombies=True), [],
+                                       host_groups=groups)
+    by_parent = {o["parents"][0]["pid"]: o for o in result["outcomes"]}
+    assert by_parent[plain.pid]["result"] == "reaped_in_place"
+    assert by_parent[odd.pid]["result"] in ("reaped_in_place", "failed", "skipped")
+    assert by_parent[odd.pid]["reason"]
+    logged = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    finished = {entry["container_id"] for entry in logged if entry.get("action") == "remediate"}
+    assert finished == {g["key"] for g in groups}
+    counters = json.loads((tmp_path / "state.json").read_text())["counters"]
+    assert counters["containers_reaped_in_place_total"] >= 1
