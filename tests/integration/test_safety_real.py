@@ -207,3 +207,94 @@ def test_one_remediations_surprise_is_its_own_outcome_and_everything_is_recorded
     assert finished == {g["key"] for g in groups}
     counters = json.loads((tmp_path / "state.json").read_text())["counters"]
     assert counters["containers_reaped_in_place_total"] >= 1
+
+
+POD_UID = "3f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+def cri_pod(cleanup, app_zombies=2, sidecar_name="sidecar", namespace="shop"):
+    """A CRI-style pod under containerd's k8s.io namespace: a sandbox and two containers in its one shim."""
+    sandbox_id = "zc-sandbox-" + os.urandom(4).hex()
+
+    def annotations(kind, name=None):
+        found = {"io.kubernetes.cri.container-type": kind, "io.kubernetes.cri.sandbox-id": sandbox_id,
+                 "io.kubernetes.cri.sandbox-name": "web-1", "io.kubernetes.cri.sandbox-namespace": namespace,
+                 "io.kubernetes.cri.sandbox-uid": POD_UID}
+        if name:
+            found["io.kubernetes.cri.container-name"] = name
+        return found
+    sandbox = containers.CtrContainer(name=sandbox_id, command=["/bin/sleep", "100000"],
+                                      annotations=annotations("sandbox"), namespace=containers.CRI_NAMESPACE)
+    cleanup(sandbox)
+    app = containers.CtrContainer(zombies=app_zombies, annotations=annotations("container", "app"),
+                                  namespace=containers.CRI_NAMESPACE)
+    cleanup(app)
+    sidecar = containers.CtrContainer(command=["/bin/sleep", "100000"], namespace=containers.CRI_NAMESPACE,
+                                      annotations=annotations("container", sidecar_name))
+    cleanup(sidecar)
+    return sandbox, app, sidecar
+
+
+def shim_of(pid):
+    return procfs.read_stat("/proc", pid).ppid
+
+
+def test_a_pods_shim_is_never_planned_while_a_sibling_container_is_protected(runtimes, tmp_path, cleanup):
+    sandbox, app, sidecar = cri_pod(cleanup)
+    assert shim_of(app.init_pid) == shim_of(sidecar.init_pid) == shim_of(sandbox.init_pid)
+    protect_sidecar = ["^shop/web-1/sidecar$"]
+    record = next(c for c in scan_once(tmp_path, whitelist_patterns=protect_sidecar)["containers"]
+                  if c["container_id"] == app.id)
+    assert record["shim_shared"] is True and record["protected"] is False
+    for options in ({}, {"allow_pod_shim_kill": True}):
+        plan = remediate.run_remediation(remediation_options(tmp_path, dry_run=True, **options), [record])
+        rungs = [step["rung"] for step in plan["outcomes"][0]["plan"]]
+        assert rungs == ["reap_in_place", "restart", "kill_init"], (options, rungs)
+    assert record["protected_members"] == ["shop/web-1/sidecar"]
+    # With the sibling unprotected and the opt-in given, the shim rung is planned: the test can fail.
+    record = next(c for c in scan_once(tmp_path, whitelist_patterns=[])["containers"] if c["container_id"] == app.id)
+    plan = remediate.run_remediation(remediation_options(tmp_path, dry_run=True, allow_pod_shim_kill=True), [record])
+    assert [step["rung"] for step in plan["outcomes"][0]["plan"]][-1] == "kill_shim"
+
+
+def test_kubernetes_container_without_readable_pod_is_protected_and_never_restarted_by_ctr(runtimes, tmp_path,
+                                                                                           cleanup):
+    bare = containers.CtrContainer(zombies=2, namespace=containers.CRI_NAMESPACE)   # k8s.io, no pod annotations
+    cleanup(bare)
+    record = next(c for c in scan_once(tmp_path)["containers"] if c["container_id"] == bare.id)
+    assert record["protected"] is True and record["decision"].startswith("identity unknown")
+    assert record["id_source"] == "bundle"
+    result = remediate.run_remediation(remediation_options(tmp_path), [record])
+    assert result["outcomes"][0]["result"] == "skipped" and result["outcomes"][0]["rungs"] == []
+    assert procfs.read_stat("/proc", bare.init_pid).start_time == start_time(bare.init_pid)
+
+
+def test_wrong_containerd_state_dir_leaves_every_container_unverified(runtimes, tmp_path, cleanup):
+    """k3s keeps its state in /run/k3s/containerd: with the default dir nothing can be tied to a bundle."""
+    box = containers.CtrContainer(zombies=2)
+    cleanup(box)
+    result = scan.run_scan(scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1,
+                                            runtime_files={"containerd_state_dir": str(tmp_path / "nowhere")}))
+    assert all(c["container_id"] != box.id for c in result["containers"])
+    group = next(g for g in result["host_groups"] if g["parent"]["pid"] == box.init_pid)
+    assert group["unverified_identity"]["container_id"] == box.id
+    assert "no bundle of containerd namespace" in group["unverified_identity"]["reason"]
+
+
+NEVER_REAPS = "int main(void) { for (;;) { extern int pause(void); pause(); } }\n"
+
+
+def test_a_container_process_named_like_a_runtime_is_the_application(runtimes, tmp_path, cleanup):
+    """Docker-in-Docker or a CI container runs its own dockerd: zombies it keeps are the application's."""
+    binaries = tmp_path / "bin"
+    binaries.mkdir()
+    (tmp_path / "never_reaps.c").write_text(NEVER_REAPS)
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(binaries / "dockerd"), str(tmp_path / "never_reaps.c")],
+                   check=True)
+    box = containers.DockerContainer(command=["/bin/sh", "-c", "for i in 1 2; do /bin/sleep 0 & done; exec /x/dockerd"],
+                                     extra=["-v", "%s:/x:ro" % binaries])
+    cleanup(box)
+    wait_for(lambda: len(zombie_children(box.init_pid)) >= 1, "zombies of the container's dockerd")
+    record = next(c for c in scan_once(tmp_path)["containers"] if c["container_id"] == box.id)
+    assert record["init"]["name"] == "dockerd"
+    assert record["parent_classes"] == ["application"] and record["candidate"] is True
