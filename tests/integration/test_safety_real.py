@@ -135,6 +135,10 @@ def test_runtime_cli_that_did_the_job_but_exited_1_is_a_cure_not_an_escalation(r
     assert [step["rung"] for step in outcome["rungs"]] == ["restart"]     # no kill_init, no kill_shim after it
     assert outcome["zombies_after"] == 0 and box.inspect()["State"]["Running"] is True
     assert result["summary"]["failed"] == 0
+    # An audit line right before the action and one right after it, then the outcome.
+    logged = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [(e["action"], e.get("phase")) for e in logged if e["container_id"] == box.id] == [
+        ("remediate_step", "start"), ("remediate_step", "end"), ("remediate", None)]
 
 
 def test_init_stuck_in_uninterruptible_sleep_is_reported_not_escalated_to_the_shim(runtimes, tmp_path, cleanup):

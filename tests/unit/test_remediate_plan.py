@@ -1,5 +1,7 @@
 """Which containers may be acted on, and with which rungs; re-verification against /proc."""
 
+import json
+
 import pytest
 
 from ansible.module_utils.zombie_cleaner import audit, remediate
@@ -128,3 +130,36 @@ def test_a_fixture_tree_is_never_acted_on_outside_dry_run(tmp_path):
     outcome = remediate.Remediator(options).remediate(record())
     assert outcome["result"] == "skipped" and "not this system's live /proc" in outcome["reason"]
     assert outcome["rungs"] == []
+
+
+def test_outcomes_survive_a_state_that_cannot_be_written_after_acting(tmp_path, monkeypatch):
+    """The action happened: if the state write fails, a side file keeps it and the next run merges it."""
+    from ansible.module_utils.zombie_cleaner import state
+    options = remediate.RemediationOptions(state_path=str(tmp_path / "state.json"))
+    state.prepare_directory(options.state_path)
+    real_save = state.save
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(state, "save", disk_full)
+    increments = {"containers_cleaned_total": 1, "cleanup_failures_total": 0}
+    remembered = [{"time": 1, "container_id": "c1", "result": "cured"}]
+    warnings = remediate._persist(options, increments, remembered, ["c1"], now=1)
+    assert any("outcomes kept in %s.pending" % options.state_path in w for w in warnings), warnings
+    monkeypatch.setattr(state, "save", real_save)
+    remediate._persist(options, {"containers_cleaned_total": 2}, [], [], now=2)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["counters"]["containers_cleaned_total"] == 3
+    assert [item["container_id"] for item in saved["remediations"]] == ["c1"]
+    assert not (tmp_path / "state.json.pending").exists()
+
+
+def test_tally_counts_results_apart_from_persisting():
+    outcomes = [{"result": "cured", "zombies_before": 3, "timeouts": 1},
+                {"result": "reaped_in_place", "zombies_before": 4, "zombies_after": 1, "timeouts": 0},
+                {"result": "failed", "zombies_before": 2, "timeouts": 2}]
+    summary, increments = remediate.tally(outcomes)
+    assert summary["cured"] == 1 and summary["failed"] == 1 and summary["timeouts"] == 3
+    assert increments == {"containers_cleaned_total": 2, "containers_reaped_in_place_total": 1,
+                          "zombies_reaped_in_place_total": 3, "cleanup_failures_total": 1,
+                          "container_operation_timeouts_total": 3}
