@@ -5,10 +5,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import stat
 import time
+
+from ansible.module_utils.zombie_cleaner import atomicfile
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 COMPONENT = "zombie-cleaner"
@@ -43,22 +47,50 @@ DEFAULT_BACKUPS = 3
 MAX_SIGHTING_LINES = 500
 
 
-def _rotate(path, backups):
-    """audit.log -> audit.log.1 -> ... -> audit.log.<backups>; the oldest is dropped."""
+def _exists(name, dir_fd):
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _rotate(name, backups, dir_fd):
+    """audit.log -> audit.log.1 -> ... -> audit.log.<backups>; the oldest is dropped. Names are taken in
+    the directory opened by the caller: renames move a link itself, never what it points to."""
     if backups <= 0:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dir_fd)
         return
     for index in range(backups - 1, 0, -1):
-        older = "%s.%d" % (path, index)
-        if os.path.exists(older):
-            os.replace(older, "%s.%d" % (path, index + 1))
-    os.replace(path, path + ".1")
+        older = "%s.%d" % (name, index)
+        if _exists(older, dir_fd):
+            os.replace(older, "%s.%d" % (name, index + 1), src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.replace(name, name + ".1", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+
+def _open_log(path, name, dir_fd):
+    """The log opened for appending (created 0600): never through a link, never a file with other names."""
+    try:
+        descriptor = os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | atomicfile.NOFOLLOW, 0o600,
+                             dir_fd=dir_fd)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise atomicfile.UnsafePath("audit_log_path=%r is a symbolic link: not followed (remove it; the "
+                                        "job creates the log itself)" % path)
+        raise error
+    info = os.fstat(descriptor)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(descriptor)
+        raise atomicfile.UnsafePath("audit_log_path=%r is not a plain file of its own (%d links): move it away"
+                                    % (path, info.st_nlink))
+    return descriptor
 
 
 def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups=DEFAULT_BACKUPS):
     """Append the records at or above min_level, rotating so the file stays under max_bytes.
 
-    The directory is created 0700, the file 0600. A flock on the directory
+    The directory is created 0700 (an existing one must be root's and not writable by group or others:
+    atomicfile.secure_directory), the file 0600, and no link is followed. A flock on the directory
     serialises appenders and rotation (rotation renames the file itself).
     """
     threshold = LEVELS[min_level]
@@ -81,18 +113,19 @@ def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups
             kept.append(text)
         data = (note(len(lines) - len(kept)) + "".join(reversed(kept))).encode("utf-8")
         written = len(kept)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    dir_fd = os.open(directory, os.O_RDONLY)
+    directory, name = os.path.split(os.path.abspath(path))
+    atomicfile.secure_directory(directory, "audit_log_path=%r" % path)
+    # Every name below is taken in this directory, the one just checked.
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | atomicfile.NOFOLLOW)
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
         try:
-            size = os.stat(path).st_size
+            size = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
         except FileNotFoundError:
             size = 0
         if size and size + len(data) > max_bytes:
-            _rotate(path, backups)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            _rotate(name, backups, dir_fd)
+        fd = _open_log(path, name, dir_fd)
         try:
             os.write(fd, data)   # one write: lines never interleave with another writer's
         finally:
@@ -104,7 +137,7 @@ def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups
 
 def sighting_records(containers, host_groups, previous, confirm_count, min_level="info", now=None):
     """Audit records for one scan: a line per zombie first seen (info), per zombie still there (debug),
-    and per container that just reached confirmation (warning).
+    and per container that was not confirmed before this run and is now (warning).
 
     previous: the state's {"containers": {...}, "host_groups": {...}} before this run.
     """
@@ -113,7 +146,8 @@ def sighting_records(containers, host_groups, previous, confirm_count, min_level
     for section, groups in (("containers", containers), ("host_groups", host_groups)):
         for group in groups:
             key = group["container_id"] if section == "containers" else group["key"]
-            known = set(((previous.get(section) or {}).get(key) or {}).get("zombies") or {})
+            before = (previous.get(section) or {}).get(key) or {}
+            known = set(before.get("zombies") or {})
             container = group if section == "containers" else None
             for zombie in group["zombies"]:
                 new = "%d:%d" % (zombie["pid"], zombie["start_time"]) not in known
@@ -128,10 +162,13 @@ def sighting_records(containers, host_groups, previous, confirm_count, min_level
                                     "zombie %s (%s)" % ("sighted" if new else "still present", where),
                                     container, zombie, now, action="sighting", parent_class=zombie["parent_class"],
                                     sightings=group.get("sightings")))
-            if container and group.get("sightings") == confirm_count:
-                records.append(line("warning", "container confirmed: zombies in %d consecutive runs (%s)" % (
-                    confirm_count, group.get("decision")), container, group["zombies"][0], now, action="confirm",
-                    zombie_count=group["zombie_count"], pids_pressure=group.get("pids_pressure")))
+            if container and group.get("confirmed") and not before.get("confirmed"):
+                confirmed = [zombie for zombie in group["zombies"] if zombie.get("confirmed")]
+                records.append(line("warning", "container confirmed: %d zombies seen in %d or more consecutive runs "
+                                               "(%s)" % (len(confirmed), confirm_count, group.get("decision")),
+                                    container, (confirmed or group["zombies"])[0], now, action="confirm",
+                                    zombie_count=group["zombie_count"], confirmed_zombies=len(confirmed),
+                                    pids_pressure=group.get("pids_pressure")))
     if skipped:
         records.append(line("info", "%d more zombie sightings not logged one by one" % skipped, now=now,
                             action="sighting"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 
 from ansible.module_utils.zombie_cleaner import atomicfile
 
@@ -157,11 +158,25 @@ def write_textfile(directory, text, name=TEXTFILE_NAME):
         raise TextfileError("metrics_textfile_dir=%r is not writable: %s" % (directory, error))
 
 
+def shared_directory_warning(directory):
+    """A warning when group or others can write to the textfile directory, else None.
+
+    The directory is node_exporter's, not the job's: its owner and mode are never changed, and writing
+    there stays safe (a temp file of the job's own, O_EXCL | O_NOFOLLOW, then a rename that replaces a
+    link instead of following it). But whoever can write there can replace or forge the metrics."""
+    mode = stat.S_IMODE(os.stat(directory).st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return ("metrics_textfile_dir=%r is writable by group or others (mode %04o): they can replace or forge "
+                "%s; chmod go-w %s" % (directory, mode, TEXTFILE_NAME, directory))
+    return None
+
+
 def publish(directory, state):
     """Render and write; returns (path or None, warning or None). Empty directory: metrics are off."""
     if not directory:
         return None, None
     try:
-        return write_textfile(directory, render(state)), None
+        path = write_textfile(directory, render(state))
+        return path, shared_directory_warning(directory)
     except (TextfileError, OSError) as error:
         return None, "metrics not written: %s" % error

@@ -82,18 +82,38 @@ def add_pids_usage(record, attributor, cgroup_root):
     return record
 
 
+def mark_confirmed(group, entry):
+    """Copy the sighting entry's verdict onto a scanned container or host group, zombie by zombie."""
+    confirmed = set(entry["confirmed_zombies"])
+    for zombie in group["zombies"]:
+        zombie["confirmed"] = state.zombie_key(zombie) in confirmed
+    group["sightings"] = entry["count"]
+    group["confirmed"] = entry["confirmed"]
+    group["since"] = entry["since"]
+    return group
+
+
+def _not_confirmed_yet(entry):
+    runs = max(entry["runs"].values())
+    age = entry["last_seen"] - min(entry["zombies"].values())
+    return "not confirmed yet: the same zombies seen in %d runs over %.0fs" % (runs, age)
+
+
 def decide(container, entry, whitelist):
     """Fill in sightings, confirmation, protection and candidacy of one container."""
-    container["sightings"] = entry["count"]
-    container["confirmed"] = entry["confirmed"]
-    container["since"] = entry["since"]
+    mark_confirmed(container, entry)
     protection = config.protecting_pattern(whitelist, container)
-    container["protected"] = protection is not None
-    container["protected_by"] = {"pattern": protection[0], "subject": protection[1]} if protection else None
+    # A Kubernetes container the whitelist cannot name is protected: unknown fails closed.
+    container["protected"] = protection is not None or bool(container.get("identity_unknown"))
+    container["protected_by"] = ({"pattern": protection[0], "subject": protection[1]} if protection else
+                                 {"pattern": None, "subject": "identity unknown"} if container["protected"] else None)
+    container["protected_members"] = protected_members(container, whitelist)
     container["runtime_fault"] = attribution.RUNTIME in container["parent_classes"]
     curable = attribution.APPLICATION in container["parent_classes"]
     if not container["confirmed"]:
-        reason = "not confirmed yet"
+        reason = _not_confirmed_yet(entry)
+    elif container["protected"] and not protection:
+        reason = "identity unknown: %s" % container["identity_unknown"]
     elif container["protected"]:
         reason = "protected by whitelist pattern %s" % protection[0]
     elif container["shim"] is None:
@@ -106,6 +126,17 @@ def decide(container, entry, whitelist):
     container["candidate"] = reason == "confirmed"
     container["decision"] = reason
     return container
+
+
+def protected_members(container, whitelist):
+    """Labels of the other containers of this container's pod sandbox that the whitelist protects (or that
+    cannot be named): their shim is this one's, so it is never killed while there are any."""
+    found = []
+    for member in container.get("sandbox_members") or []:
+        if attribution.identity_unknown(dict(member, containerd_namespace=container.get("containerd_namespace"))) \
+                or config.protecting_pattern(whitelist, member):
+            found.append(attribution.label(member))
+    return found
 
 
 def _container_identity(record):
@@ -138,8 +169,11 @@ def report_lines(containers, host_groups):
             attribution.label(item), item["runtime"], item["container_id"][:12], item["zombie_count"],
             _pids_text(item), parents, item["sightings"], item.get("confirm_count", "?"), item["decision"]))
     for group in host_groups:
-        lines.append("host: %d zombies of %s[%s], seen %d runs" % (
-            group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"]))
+        claim = group.get("unverified_identity")
+        lines.append("host: %d zombies of %s[%s], seen %d runs%s" % (
+            group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"],
+            "; claims container %s (identity unverified: %s)" % ((claim["container_id"] or "?")[:12], claim["reason"])
+            if claim else ""))
     return lines
 
 
@@ -207,12 +241,22 @@ def _summary(container_list, host_list, zombie_total, tracked):
     }
 
 
+def confirmed_only(record):
+    """The record as the remediation gets it: "zombies" lists only the confirmed ones (the others may be
+    about to be reaped by their parent, which then learns their exit status); zombie_count still
+    counts them all, and unconfirmed_zombies says how many were left out."""
+    zombies = [zombie for zombie in record["zombies"] if zombie.get("confirmed")]
+    return dict(record, zombies=zombies, unconfirmed_zombies=len(record["zombies"]) - len(zombies))
+
+
 def work_to_cure(containers, host_groups, reap_host_zombies):
     """What a remediation acts on: confirmed, unprotected containers, and, when reap_host_zombies is on,
-    confirmed host groups whose parent is not the host's PID 1 (never touched)."""
+    confirmed host groups whose parent is not the host's PID 1 (never touched); each with only its
+    confirmed zombies."""
     return {
-        "containers": [item for item in containers if item["confirmed"] and not item["protected"]],
-        "host_groups": [group for group in host_groups if group["confirmed"] and not group["parent_is_host_init"]]
+        "containers": [confirmed_only(item) for item in containers if item["confirmed"] and not item["protected"]],
+        "host_groups": [confirmed_only(group) for group in host_groups
+                        if group["confirmed"] and not group["parent_is_host_init"]]
         if reap_host_zombies else [],
     }
 
@@ -222,11 +266,11 @@ def run_scan(options, check_mode=False, now=None):
     started = time.monotonic()
     now = now if now is not None else time.time()
     boot_id = procfs.read_boot_id(options.proc_root)
-    if not check_mode:
-        state.prepare_directory(options.state_path)
+    # In check mode nothing is created, but a state directory others could write to is refused all the same.
+    state.prepare_directory(options.state_path, create=not check_mode)
     with deadline(options.process_timeout):
         table = procfs.scan(options.proc_root)
-        zombies = [stat for stat in table.values() if stat.state == "Z"]
+        zombies = [stat for stat in table.values() if procfs.is_zombie(stat)]
         attributor = attribution.Attributor(table, options.proc_root,
                                             runtimes.RuntimeFiles(**options.runtime_files))
         containers, host_groups = attributor.attribute(zombies)
@@ -240,10 +284,10 @@ def run_scan(options, check_mode=False, now=None):
         current, warnings = state.load(options.state_path, boot_id, move_corrupt=not check_mode, now=now)
         before = state.sighting_view(current)
         new = dict(current)
-        new["containers"] = state.update_sightings(current["containers"], containers, now,
-                                                   options.confirm_count, _container_identity)
+        new["containers"] = state.update_sightings(current["containers"], containers, now, options.confirm_count,
+                                                   options.check_interval, _container_identity)
         new["host_groups"] = state.update_sightings(current["host_groups"], host_groups, now,
-                                                    options.confirm_count)
+                                                    options.confirm_count, options.check_interval)
         after = state.sighting_view(new)
         changed = before != after
 
@@ -254,9 +298,8 @@ def run_scan(options, check_mode=False, now=None):
         container_list = _ranked(container_list)
         host_list = []
         for key, group in sorted(host_groups.items()):
-            entry = new["host_groups"][key]
-            group.update(sightings=entry["count"], confirmed=entry["confirmed"], candidate=False)
-            host_list.append(group)
+            host_list.append(mark_confirmed(group, new["host_groups"][key]))
+            group["candidate"] = False
         summary = _summary(container_list, host_list, len(zombies), len(new["containers"]))
 
         check_seconds = time.monotonic() - started

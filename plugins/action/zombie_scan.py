@@ -24,23 +24,20 @@ from ansible.utils.vars import merge_hash
 for _path in C.DEFAULT_MODULE_UTILS_PATH:
     if _path not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(_path)
-from ansible.module_utils.zombie_cleaner import config  # noqa: E402
+from ansible.module_utils.zombie_cleaner import atomicfile, config  # noqa: E402
 
 # Options this plugin handles itself; the node never sees them.
 CONTROLLER_OPTIONS = ("results_dir", "quiet_group", "settings_check")
 
 
 def keep_result(results_dir, host, result):
-    """Write host's result to results_dir/<host>.scan.json (0600, directory 0700), replacing it whole."""
+    """Write host's result to results_dir/<host>.scan.json (0600, directory 0700), replacing it whole.
+    Through a temp file of a random name (never a fixed one, where a planted link would be followed)."""
     os.makedirs(results_dir, mode=0o700, exist_ok=True)
     path = os.path.join(results_dir, "%s.scan.json" % host)
-    partial = path + ".partial"
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        # The encoder of the to_nice_json filter: it knows Ansible's own types.
-        handle.write(json.dumps(result, cls=get_encoder("tagless"), indent=4, sort_keys=True) + "\n")
-    os.replace(partial, path)
-    return path
+    # The encoder of the to_nice_json filter: it knows Ansible's own types.
+    text = json.dumps(result, cls=get_encoder("tagless"), indent=4, sort_keys=True) + "\n"
+    return atomicfile.write(path, text, mode=0o600, durable=False)
 
 
 def is_quiet(result):

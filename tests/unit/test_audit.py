@@ -11,16 +11,17 @@ FIELDS = ("time", "level", "msg", "component", "container_id", "pod_name", "name
           "zombie_cmdline")
 
 
-def container(sightings, zombies):
+def container(sightings, zombies, confirmed=()):
     return {"container_id": "a" * 64, "namespace": "shop", "pod": "web-1", "container_name": "app",
             "sightings": sightings, "decision": "confirmed", "zombie_count": len(zombies), "pids_pressure": 0.5,
-            "zombies": [{"pid": pid, "ppid": 10, "name": "sh", "start_time": pid, "parent_class": "application"}
-                        for pid in zombies]}
+            "confirmed": bool(confirmed),
+            "zombies": [{"pid": pid, "ppid": 10, "name": "sh", "start_time": pid, "parent_class": "application",
+                         "confirmed": pid in confirmed} for pid in zombies]}
 
 
 def test_sightings_new_at_info_persisting_at_debug_confirmation_at_warning():
     previous = {"containers": {"a" * 64: {"zombies": {"11:11": 1.0}}}}
-    records = audit.sighting_records([container(3, [11, 12])], [], previous, 3, "debug", now=0)
+    records = audit.sighting_records([container(3, [11, 12], confirmed=[11])], [], previous, 3, "debug", now=0)
     by_pid = {record["zombie_pid"]: record for record in records if record["action"] == "sighting"}
     assert by_pid[12]["level"] == "info" and "sighted" in by_pid[12]["msg"]
     assert by_pid[11]["level"] == "debug" and "still present" in by_pid[11]["msg"]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -36,9 +37,19 @@ def args_for(node, tmp_path, **extra):
     return args
 
 
+def runs_apart(monkeypatch, args, count):
+    """count runs check_interval (10ms here) apart: confirmation takes time as well as runs."""
+    args = dict(args, check_interval="10ms")
+    results = []
+    for index in range(count):
+        time.sleep(0.01 if index else 0)
+        results.append(run_module(monkeypatch, zombie_scan, args))
+    return results
+
+
 def test_confirmation_on_the_third_run_and_whitelist(monkeypatch, tmp_path):
     node = fixture_node(tmp_path)
-    results = [run_module(monkeypatch, zombie_scan, args_for(node, tmp_path)) for _ in range(3)]
+    results = runs_apart(monkeypatch, args_for(node, tmp_path), 3)
     assert [r["changed"] for r in results] == [True, True, True]
     assert [r["candidates"] for r in results] == [[], [], [APP]]
     last = {c["container_id"]: c for c in results[-1]["containers"]}
@@ -118,7 +129,7 @@ def test_pids_pressure_ranks_containers_and_runs_leave_metrics_and_audit(monkeyp
     node.pids_cgroup("/k8s.io/" + APP, 10, 100)
     node.pids_cgroup("/k8s.io/" + PROTECTED, 63, 64)
     args = args_for(node, tmp_path)
-    results = [run_module(monkeypatch, zombie_scan, args) for _ in range(3)]
+    results = runs_apart(monkeypatch, args, 3)
     ranked = results[-1]["containers"]
     assert [c["container_id"] for c in ranked] == [PROTECTED, APP]       # closest to failing forks first
     assert (ranked[0]["pids_current"], ranked[0]["pids_max"], ranked[0]["pids_pressure"]) == (63, 64, 0.9844)
@@ -194,9 +205,8 @@ def test_to_cure_lists_confirmed_unprotected_work_and_never_pid_1(monkeypatch, t
     node = fixture_node(tmp_path)
     node.add(400, 1, "orphan", state="Z")          # a zombie of the host's PID 1: never work to cure
     args = args_for(node, tmp_path, reap_host_zombies=reap_host_zombies)
-    first = run_module(monkeypatch, zombie_scan, args)
+    first, _, last = runs_apart(monkeypatch, args, 3)
     assert first["to_cure"] == {"containers": [], "host_groups": []}     # nothing confirmed yet
-    last = [run_module(monkeypatch, zombie_scan, args) for _ in range(2)][-1]
     assert [c["container_id"] for c in last["to_cure"]["containers"]] == [APP]   # the protected one is left out
     assert {g["parent"]["pid"] for g in last["host_groups"] if g["confirmed"]} == {1, 300}
     assert [g["parent"]["pid"] for g in last["to_cure"]["host_groups"]] == ([300] if reap_host_zombies else [])
