@@ -12,8 +12,15 @@ short_description: Cure confirmed zombie-holding containers on a node, least dis
 description:
   - Takes the container records of a M(zombie_scan) result and acts only on those that are confirmed, not protected,
     and whose zombies an application parent holds (or, with O(allow_shim_kill_for_runtime_faults), the runtime).
-  - Re-verifies each container right before acting; if its zombies are gone or its init or shim is no longer the exact
-    process seen (pid and start time), it is skipped as stale.
+  - Acts only on an identity the runtime's own root-owned state confirms (C(id_source) C(bundle) or C(conmon)): a
+    record whose container id came from a shim's argv or a cgroup name is refused as C(identity unverified), and a
+    Kubernetes container whose pod cannot be named as C(identity unknown).
+  - Re-verifies each container right before acting, and again before every rung; once its zombies are gone the
+    ladder stops (a rung that did the job but complained is a cure, its complaint reported). If its init or shim is
+    no longer the exact process seen (pid and start time), or the runtime's state no longer ties them, it is stale.
+  - Takes the node's state lock before acting (a run that cannot have it acts on nothing), writes an audit line
+    before and after every rung, and never escalates to the shim when the init stays in uninterruptible sleep
+    after SIGKILL.
   - "The ladder, each rung bounded by O(container_timeout): C(restart) through the runtime (C(docker restart -t),
     C(podman restart -t), C(crictl stop --timeout) for kubelet-managed containerd and CRI-O containers, else
     C(ctr task kill) then a restart of the task); C(kill_init), SIGKILL of the container's init; C(kill_shim),
@@ -79,6 +86,13 @@ options:
     default: 5
   allow_shim_kill_for_runtime_faults:
     description: Allow the shim rung for containers whose zombies the runtime itself (shim, runc, conmon) holds.
+    type: bool
+    default: false
+  allow_pod_shim_kill:
+    description:
+      - Allow the shim rung when the shim serves a whole pod sandbox (containerd's CRI shim): killing it stops every
+        container of the pod. Even then it is never planned while another container of that pod is protected by
+        the whitelist or cannot be named.
     type: bool
     default: false
   dry_run:

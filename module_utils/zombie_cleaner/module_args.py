@@ -68,6 +68,7 @@ REMEDIATE_ARGUMENT_SPEC = dict(
     max_concurrent_containers=dict(type="int", default=10),
     max_remediations_per_run=dict(type="int", default=5),
     allow_shim_kill_for_runtime_faults=dict(type="bool", default=False),
+    allow_pod_shim_kill=dict(type="bool", default=False),
     dry_run=dict(type="bool", default=False),
     docker_bin=dict(type="str", default="docker"),
     podman_bin=dict(type="str", default="podman"),

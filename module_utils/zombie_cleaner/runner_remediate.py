@@ -22,6 +22,7 @@ def run_remediate_module(module):
             max_concurrent_containers=params["max_concurrent_containers"],
             max_remediations_per_run=params["max_remediations_per_run"], dry_run=params["dry_run"],
             allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
+            allow_pod_shim_kill=params["allow_pod_shim_kill"],
             reap_in_place=params["reap_in_place"], reap_host_zombies=params["reap_host_zombies"],
             binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params))
     except config.ConfigError as error:
