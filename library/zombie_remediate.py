@@ -12,7 +12,7 @@ short_description: Cure confirmed zombie-holding containers on a node, least dis
 description:
   - Takes the container records of a M(zombie_scan) result and acts only on those that are confirmed, not protected,
     and whose zombies an application parent holds (or, with O(allow_shim_kill_for_runtime_faults), the runtime).
-  - Acts only on an identity the runtime's own root-owned state confirms (C(id_source) C(bundle) or C(conmon)): a
+  - Acts only on an identity the runtime's own root-owned state confirms (C(id_source) C(bundle) or C(conmon)). A
     record whose container id came from a shim's argv or a cgroup name is refused as C(identity unverified), and a
     Kubernetes container whose pod cannot be named as C(identity unknown).
   - Re-verifies each container right before acting, and again before every rung; once its zombies are gone the
@@ -90,7 +90,7 @@ options:
     default: false
   allow_pod_shim_kill:
     description:
-      - Allow the shim rung when the shim serves a whole pod sandbox (containerd's CRI shim): killing it stops every
+      - Allow the shim rung when the shim serves a whole pod sandbox (containerd's CRI shim). Killing it stops every
         container of the pod. Even then it is never planned while another container of that pod is protected by
         the whitelist or cannot be named.
     type: bool
