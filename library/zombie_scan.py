@@ -169,7 +169,14 @@ metrics_path:
   type: str
   sample: /var/lib/prometheus/node-exporter/zombie_cleaner.prom
 containers:
-  description: Containers holding zombies, highest pids pressure first, then most zombies.
+  description:
+    - Containers holding zombies, highest pids pressure first, then most zombies.
+    - Only containers whose id the runtime's own root-owned state ties to a shim that runs as root of the host from a
+      root-owned binary, and to the init below it (C(id_source) C(bundle) for containerd and Docker, C(conmon) for
+      CRI-O and podman). Anything less is reported under C(host_groups) with C(unverified_identity).
+    - C(identity_unknown) says why a Kubernetes container (containerd's C(k8s.io) namespace, CRI-O) whose pod cannot be
+      named is protected. C(sandbox_members) lists the other containers of a shared pod shim, C(protected_members)
+      those of them that are protected (the shim is never killed while there are any).
   returned: always
   type: list
   elements: dict
@@ -185,6 +192,9 @@ containers:
       name: null
       shim: {pid: 812, name: containerd-shim, start_time: 5512, kind: containerd, binary: containerd-shim-runc-v2, id: 9a...}
       shim_shared: true
+      sandbox_members: [{container_id: 9a..., namespace: default, pod: web-7d9f, container_name: null}]
+      protected_members: []
+      identity_unknown: null
       init: {pid: 845, name: sleep, start_time: 5530}
       zombie_count: 3
       pids_current: 61
@@ -202,7 +212,10 @@ containers:
       candidate: true
       decision: confirmed
 host_groups:
-  description: Host zombies grouped by their parent, with sighting counts. Never candidates.
+  description:
+    - Host zombies grouped by their parent, with sighting counts. Never candidates for a restart or a signal.
+    - C(unverified_identity) is the container an unbelieved shim's argv or the zombie's own cgroup claims, with the
+      source and why it is not believed (an impostor, a rootless runtime, a wrong O(containerd_state_dir)), or null.
   returned: always
   type: list
   elements: dict
@@ -210,6 +223,7 @@ host_groups:
     - key: "host:1:0"
       parent: {pid: 1, name: init, start_time: 0}
       parent_is_host_init: true
+      unverified_identity: null
       zombie_count: 1
       sightings: 1
 vm_sandboxes:
