@@ -4,16 +4,20 @@ The bounds are tested with real processes too: a CLI that hangs, and one whose h
 keeps the pipes open, which once turned a 1 s bound into as long as the helper lived.
 """
 
+import importlib.util
 import json
+import multiprocessing
 import os
 import signal
 import stat
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
-from ansible.module_utils.zombie_cleaner import runtime_cli
+from ansible.module_utils.zombie_cleaner import config, runtime_cli
 
 CID = "c" * 64
 FAR = 3600.0   # a deadline that never matters
@@ -180,3 +184,84 @@ def test_output_that_is_not_utf8_is_kept_readable(tmp_path):
     result = runtime_cli.run_bounded([cli], 5.0)
     assert (result.returncode, result.stdout, result.stderr) == (3, "id \ufffd\n", "warn \ufffd")
     assert result.describe() == "%s exited 3: warn \ufffd" % cli
+
+
+# The role's task time limits: a node that hangs fails its task instead of stalling every node's run.
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ("zombie_scan", "zombie_remediate", "zombie_fleet_report", "ansible.builtin.slurp")
+
+
+def test_every_module_task_of_the_role_has_a_time_limit():
+    tasks = [task for path in sorted((ROOT / "roles" / "zombie_cleaner" / "tasks").glob("*.yml"))
+             for task in yaml.safe_load(path.read_text()) or []]
+    module_tasks = [task for task in tasks if any(name in task for name in MODULES)]
+    assert len(module_tasks) == 4
+    assert {task["name"]: task.get("timeout") for task in module_tasks} == {
+        "Scan /proc, attribute zombies to containers, count sightings": "{{ _zombie_cleaner_module_timeouts.scan }}",
+        "Cure confirmed containers, least disruptive rung first": "{{ _zombie_cleaner_module_timeouts.remediate }}",
+        "Read this node's zombie-cleaner state": "{{ _zombie_cleaner_module_timeouts.scan }}",
+        "Render the fleet report on the controller": "{{ _zombie_cleaner_module_timeouts.scan }}",
+    }
+
+
+DEFAULTS = {"process_timeout": "10s", "container_timeout": "30s", "replacement_wait": "30s",
+            "max_remediations_per_run": 5, "max_concurrent_containers": 10}
+
+
+@pytest.mark.parametrize("settings, override, expected", [
+    # scan: 2 x 10 + 60; remediation: (10 + 5 x 30 + 4 x 5 + 30) + 5 x 10 + 2 x 10 + 60
+    ({}, "", {"scan": 80, "remediate": 340}),
+    # 12 containers, 5 at once: 3 rounds
+    ({"max_remediations_per_run": "12", "max_concurrent_containers": "5"}, None,
+     {"scan": 80, "remediate": 3 * 210 + 12 * 10 + 20 + 60}),
+    ({"container_timeout": "1s", "process_timeout": "250ms", "replacement_wait": "1s"}, "0",
+     {"scan": 61, "remediate": 88}),   # the cure waits stay 5 s each
+    ({}, "15m", {"scan": 900, "remediate": 900}),
+    # A bad setting counts as its largest allowed value: the settings check, not the template, reports it.
+    ({"process_timeout": "nan"}, "", {"scan": 2 * 3600 + 60, "remediate": 3600 + 150 + 20 + 30 + 5 * 3600
+                                                                          + 2 * 3600 + 60}),
+    ({}, "inf", {"scan": 7 * 86400, "remediate": 7 * 86400}),
+])
+def test_task_time_limits_follow_the_settings(settings, override, expected):
+    effective = dict(DEFAULTS, **settings)
+    assert config.module_timeouts(effective, override) == expected
+    assert load_role_filter()(effective, override) == expected
+
+
+def load_role_filter():
+    path = ROOT / "roles" / "zombie_cleaner" / "filter_plugins" / "zombie_cleaner.py"
+    spec = importlib.util.spec_from_file_location("zombie_cleaner_filters", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FilterModule().filters()["zombie_cleaner_module_timeouts"]
+
+
+def _hold_lock(path, ready, release):
+    from ansible.module_utils.zombie_cleaner import state
+    with state.Lock(path, 1):
+        ready.set()
+        release.wait(60)
+
+
+def test_a_scan_that_hangs_fails_at_its_task_time_limit(tmp_path):
+    # Another run holds the lock and process_timeout lets the scan wait 20 s for it: the task's limit
+    # (zombie_cleaner_module_timeout 3s) ends it first.
+    from helpers.ansible_run import node_paths, playbook
+    (tmp_path / "state").mkdir(mode=0o700)
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(str(tmp_path / "state" / "state.json"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        started = time.monotonic()
+        result = playbook("playbooks/scan.yml", *node_paths(tmp_path), "-e", "zombie_cleaner_process_timeout=20s",
+                          "-e", "zombie_cleaner_module_timeout=3s", check=False,
+                          # ansible-playbook beside this Python (the venv's), also when the venv is not on PATH
+                          env={"PATH": "%s:%s" % (os.path.dirname(sys.executable), os.environ["PATH"])})
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert result.returncode != 0 and "Timed out after 3 second(s)" in result.stdout, result.stdout[-2000:]
+    assert elapsed < 15, "the scan task ran %.0fs" % elapsed
