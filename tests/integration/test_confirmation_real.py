@@ -1,6 +1,7 @@
 """Confirmation over this machine's real /proc, with real zombies and the real clock: quick runs never confirm,
 runs spaced past check_interval do, and only the zombies seen over that span are handed to the remediation."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -9,52 +10,36 @@ import time
 from ansible.module_utils.zombie_cleaner import scan
 from helpers.zombies import wait_for, zombie_children
 
-# A parent that never reaps: makes N zombies at start, N more for each number read on stdin, prints their pids.
+HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")
+
+# A parent that never reaps: for each number read on stdin it starts that many children that exit at once,
+# and prints their pids. SIGTERM (zombie_parent.stop) reaps them all and ends it.
 PARENT = r'''
 import os, signal, sys
-
-def make(count):
-    pids = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        pids.append(pid)
-    print(" ".join(map(str, pids)), flush=True)
-
-def stop(*_):
-    while True:
-        try:
-            if os.waitpid(-1, 0)[0] <= 0:
-                break
-        except ChildProcessError:
-            break
-    os._exit(0)
-
+sys.path.insert(0, sys.argv[1])
+from zombie_parent import stop
 signal.signal(signal.SIGTERM, stop)
-make(int(sys.argv[1]))
 for line in sys.stdin:
-    make(int(line))
-stop()
+    pids = [os.spawnv(os.P_NOWAIT, "/bin/true", ["true"]) for _ in range(int(line))]
+    print(" ".join(map(str, pids)), flush=True)
+stop(None, None)
 '''
 
 
 class Parent:
     def __init__(self, count):
-        self.process = subprocess.Popen([sys.executable, "-c", PARENT, str(count)], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", PARENT, HELPERS], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, text=True)
         self.pid = self.process.pid
-        self.zombies = self._read()
+        self.zombies = self.more(count)
 
-    def _read(self):
+    def more(self, count):
+        """count more zombies of this parent, once they are zombies."""
+        self.process.stdin.write("%d\n" % count)
+        self.process.stdin.flush()
         pids = sorted(int(pid) for pid in self.process.stdout.readline().split())
         wait_for(lambda: set(pids) <= set(zombie_children(self.pid)), "zombies %s of %d" % (pids, self.pid))
         return pids
-
-    def more(self, count):
-        self.process.stdin.write("%d\n" % count)
-        self.process.stdin.flush()
-        return self._read()
 
     def close(self):
         self.process.send_signal(signal.SIGTERM)
