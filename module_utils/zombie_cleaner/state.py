@@ -224,10 +224,17 @@ def load(path, boot_id, move_corrupt=True, now=None):
     return state, warnings
 
 
+# A file with thousands of bad entries still makes a warning one can read.
+DROPPED_NAMED = 10
+
+
 def _dropped_warning(path, dropped, move_corrupt, now):
-    text = "state file %s: dropped %s; the rest is kept" % (path, "; ".join(dropped))
+    named = "; ".join(dropped[:DROPPED_NAMED])
+    if len(dropped) > DROPPED_NAMED:
+        named += "; and %d more" % (len(dropped) - DROPPED_NAMED)
+    text = "state file %s: dropped %s; the rest is kept" % (path, named)
     if not move_corrupt:
-        return text + " (in a real run)"
+        return text + "; a real run keeps a copy of the file as it was"
     # The whole file as it was, for whoever wants to know how it came to be.
     copy = _aside_name(path, now)
     try:

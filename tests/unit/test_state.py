@@ -218,8 +218,8 @@ def test_a_bad_sighting_entry_is_dropped_and_the_other_entries_and_sections_kept
     path.write_text(json.dumps(data))
     loaded, warnings = state.load(str(path), BOOT, move_corrupt=False)
     assert loaded == full_state()
-    assert warnings == ["state file %s: dropped containers entry 'bad' (%s); the rest is kept (in a real run)"
-                        % (path, problem)]
+    assert warnings == ["state file %s: dropped containers entry 'bad' (%s); the rest is kept; a real run keeps a "
+                        "copy of the file as it was" % (path, problem)]
     assert json.loads(path.read_text()) == data            # check mode: left as it was
 
 
@@ -239,3 +239,13 @@ def test_a_run_over_a_wrongly_typed_state_completes_and_leaves_a_good_one(tmp_pa
     assert [text for text in again["warnings"] if "state file" in text] == []
     reloaded, warnings = state.load(str(path), procfs.read_boot_id("/proc"))
     assert warnings == [] and len(reloaded["history"]) == 2 and reloaded["histogram"]["count"] == 2
+
+
+def test_thousands_of_bad_entries_make_a_warning_one_can_read(tmp_path):
+    path = tmp_path / "state.json"
+    data = full_state()
+    data["containers"].update({"bad%04d" % n: [] for n in range(2000)})
+    path.write_text(json.dumps(data))
+    loaded, warnings = state.load(str(path), BOOT, now=1234)
+    assert loaded == full_state() and len(warnings) == 1 and len(warnings[0]) < 2000
+    assert "containers entry 'bad0009' (expected a mapping, got list); and 1990 more; the rest is kept" in warnings[0]
