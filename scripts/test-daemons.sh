@@ -4,12 +4,17 @@
 # dockerd on top of it (namespace moby). podman needs no daemon; its test
 # containers are removed here too. Daemons that already answer are used
 # as they are and left running; only what this script started is stopped.
+# containerd runs with the project's scripts/containerd-test.toml (its CRI
+# plugin serves the real test pods; /etc is never edited). The pods' images
+# are built and imported by the tests' cri_runtime fixture.
 #   scripts/test-daemons.sh start|stop
 set -euo pipefail
 
+REPO=$(cd "$(dirname "$0")/.." && pwd)
 RUN_DIR=/run/zombie-cleaner-test
 LOG_DIR=${ZC_TEST_LOGS:-/var/tmp/zombie-cleaner-test/logs}
 CONTAINERD_SOCK=/run/containerd/containerd.sock
+CONTAINERD_CONFIG="$REPO/scripts/containerd-test.toml"
 mkdir -p "$RUN_DIR" "$LOG_DIR"
 
 wait_until() {  # seconds, description, command...
@@ -23,7 +28,7 @@ start() {
   if ctr version >/dev/null 2>&1; then
     echo "test-daemons: using the containerd already running"
   else
-    containerd >"$LOG_DIR/containerd.log" 2>&1 &
+    containerd -c "$CONTAINERD_CONFIG" >"$LOG_DIR/containerd.log" 2>&1 &
     echo $! >"$RUN_DIR/containerd.pid"
     wait_until 30 containerd ctr version || { tail -20 "$LOG_DIR/containerd.log" >&2; exit 1; }
   fi
@@ -61,6 +66,12 @@ stop() {
     [ -z "$ids" ] || podman rm -f -t 0 $ids >/dev/null 2>&1 || true
   fi
   if ctr version >/dev/null 2>&1; then
+    # Real test pods through CRI first (stop, then remove each labelled sandbox, as the kubelet would);
+    # the ctr loop below then only meets containers made with ctr.
+    local python=python3
+    [ -x "$REPO/.venv/bin/python" ] && python="$REPO/.venv/bin/python"
+    PYTHONPATH="$REPO/tests" "$python" -m helpers.cri cleanup \
+      || echo "test-daemons: the test pods could not be removed through CRI (see above)" >&2
     for ns in k8s.io zc-test; do
       for id in $(ctr -n "$ns" containers ls -q labels.zombie-cleaner-test==1 2>/dev/null); do
         ctr -n "$ns" task delete -f "$id" >/dev/null 2>&1 || true
