@@ -72,6 +72,11 @@ class RemediationOptions:
         self.reap_host_zombies = bool(reap_host_zombies)
         self.runtime_files = runtime_files or {}
 
+    def run_budget(self):
+        """The longest a whole remediation run on this node may take (config.remediation_seconds)."""
+        return config.remediation_seconds(self.container_timeout, self.process_timeout, self.replacement_wait,
+                                          self.max_per_run, self.max_concurrent)
+
     def ladder_budget(self, rungs):
         """The longest one container's ladder may take: every rung bounded, plus the waits between."""
         return len(rungs) * (self.container_timeout + CURE_WAIT) + self.replacement_wait
@@ -212,9 +217,12 @@ def _identity(record):
 
 
 class Remediator:
-    def __init__(self, options, files=None):
+    def __init__(self, options, files=None, run_deadline=None):
         self.options = options
         self.files = files
+        # No rung starts, and no runtime command runs, past the whole run's bound (the role's task time limit
+        # is derived from the same settings, with room to report).
+        self.run_deadline = run_deadline if run_deadline is not None else time.monotonic() + options.run_budget()
 
     def plan(self, record):
         rungs, reason = ladder(record, self.options)
@@ -261,7 +269,7 @@ class Remediator:
             outcome.update(result=SKIPPED, reason="proc_root %s is not this system's live /proc: nothing is "
                                                   "acted on from a copy" % self.options.proc_root)
             return
-        deadline = time.monotonic() + self.options.ladder_budget(rungs)
+        deadline = min(time.monotonic() + self.options.ladder_budget(rungs), self.run_deadline)
         step = None
         for rung in rungs:
             # The world changes between rungs: once the zombies are gone, the ladder stops.
@@ -283,7 +291,7 @@ class Remediator:
         elif step is None:
             outcome.update(result=STALE, reason="its zombies went away before any action")
         else:
-            self._cured_by(record, runtime, outcome, step)
+            self._cured_by(record, runtime, outcome, step, deadline)
 
     def _why_not_climb(self, rung, previous, deadline):
         if previous is not None and previous.get("refused"):
@@ -304,8 +312,7 @@ class Remediator:
                     "detail": "audit log %s not writable (%s): nothing is done without a record"
                               % (self.options.audit_log.path, error)}
         else:
-            timeout = max(0.1, min(self.options.container_timeout, deadline - time.monotonic()))
-            step = self._run_rung(rung, record, runtime, zombies, timeout)
+            step = self._run_rung(rung, record, runtime, zombies, deadline)
             try:
                 self.options.audit_log.write([action_record("end", rung, record, zombies, step)])
             except OSError as error:
@@ -314,7 +321,7 @@ class Remediator:
         outcome["timeouts"] += step["timeouts"]
         return step
 
-    def _cured_by(self, record, runtime, outcome, step):
+    def _cured_by(self, record, runtime, outcome, step, deadline):
         """The zombies are gone after this rung: a cure, even if the rung itself complained."""
         outcome["rung"] = step["rung"]
         if not step["ok"]:
@@ -324,7 +331,7 @@ class Remediator:
                            reason="zombies reaped by their parent in place; the parent was stopped for %.3f ms, "
                                   "the container kept running" % ((step.get("stop_seconds") or 0) * 1000))
         else:
-            self._verify_workload(record, runtime, outcome)
+            self._verify_workload(record, runtime, outcome, deadline)
 
     def reap_host(self, group, check_mode=False):
         """Host zombies of an ordinary host process: reap in place or leave them (never a restart).
@@ -398,7 +405,7 @@ class Remediator:
         }[rung]
         return {"rung": rung, "action": target}
 
-    def _run_rung(self, rung, record, runtime, zombies, timeout):
+    def _run_rung(self, rung, record, runtime, zombies, deadline):
         started = time.monotonic()
         step = {"rung": rung, "ok": False, "timeouts": 0, "detail": ""}
         if rung == REAP:
@@ -416,7 +423,7 @@ class Remediator:
             if runtime is None:
                 step["detail"] = "no runtime adapter for %s" % record.get("runtime")
             else:
-                results = runtime.graceful_restart(record, timeout)
+                results = runtime.graceful_restart(record, self.options.container_timeout, deadline)
                 step["timeouts"] = sum(1 for item in results if item.timed_out)
                 step["ok"] = all(item.ok for item in results)
                 step["detail"] = "; ".join(item.describe() for item in results)
@@ -450,18 +457,18 @@ class Remediator:
                         " in uninterruptible sleep (D)" if stuck else "")}
         return {"ok": True, "detail": "SIGKILL sent (%s) to %s[%d]" % (how, target["name"], target["pid"])}
 
-    def _verify_workload(self, record, runtime, outcome):
+    def _verify_workload(self, record, runtime, outcome, deadline):
         """After the zombies are gone: is the workload running again?"""
         rung = outcome["rung"]
         timeout = self.options.container_timeout
         if rung != RESTART and runtime is not None:
-            started = runtime.start_again(record, timeout)
+            started = runtime.start_again(record, timeout, deadline)
             if started is not None:
                 outcome["rungs"].append({"rung": "start_again", "ok": all(item.ok for item in started),
                                          "timeouts": sum(1 for item in started if item.timed_out),
                                          "detail": "; ".join(item.describe() for item in started)})
                 outcome["timeouts"] += outcome["rungs"][-1]["timeouts"]
-        running = runtime.running(record, timeout) if runtime else None
+        running = runtime.running(record, timeout, deadline) if runtime else None
         if running is None and record.get("pod"):
             outcome["replacement"] = self._wait_replacement(record)
             outcome["result"] = "cured"
@@ -598,7 +605,8 @@ def _apply(current, increments, remembered_items, done_keys):
 
 def _load_pending(options, warnings):
     try:
-        with open(_pending_path(options), "r") as handle:
+        fd = atomicfile.open_nofollow(_pending_path(options), os.O_RDONLY)
+        with os.fdopen(fd, "r") as handle:
             pending = json.load(handle)
         return [item for item in pending if isinstance(item, dict) and isinstance(item.get("increments"), dict)]
     except FileNotFoundError:
