@@ -3,13 +3,21 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A minimal ptrace(2) binding (ctypes, x86_64): seize, interrupt, registers, one system call, detach.
 
-Only what running one syscall inside another process needs. Every call
-raises PtraceError with the errno; the caller restores registers and
-detaches on every path.
+Only what running one syscall inside another process needs. ptrace binds a
+tracee to the tracer *thread*: every call for one Tracee must come from the
+thread that seized it, and the end of that thread releases the tracee (the
+kernel detaches the tracees of an exiting thread). reaper runs each injection
+in a short-lived thread of its own for that reason.
+
+Signals keep their meaning: one that arrives while the tracee is held is
+passed through with its own siginfo (PTRACE_CONT / PTRACE_DETACH with the
+signal number), never re-sent with kill(); a fault caused by the injected
+instruction itself is never delivered and never stepped again.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import errno
@@ -18,26 +26,43 @@ import platform
 import signal
 import time
 
-PTRACE_GETREGS = 12
-PTRACE_SETREGS = 13
 PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
+PTRACE_GETREGS = 12
+PTRACE_SETREGS = 13
 PTRACE_DETACH = 17
+PTRACE_GETSIGINFO = 0x4202
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_SECCOMP_GET_FILTER = 0x420C
+PTRACE_GET_RSEQ_CONFIGURATION = 0x420F
 PTRACE_EVENT_STOP = 128
-WALL = 0x40000000                  # __WALL: a traced task is not our child
+WALL = 0x40000000                  # __WALL: a traced task is not our child, nor is a clone without SIGCHLD
 
+USER_CS = 0x33                     # the 64-bit user code segment (0x23 is 32-bit code, even in a 64-bit ELF)
+X32_SYSCALL_BIT = 0x40000000
+NO_SYSCALL = (1 << 64) - 1         # orig_rax outside a system call
 SYSCALL_INSTRUCTION = b"\x0f\x05"  # x86_64 `syscall`
 NR_WAIT4 = 61                      # x86_64
 WNOHANG = 1
+AUDIT_ARCH_X86_64 = 0xC000003E
 
 SUPPORTED_MACHINES = ("x86_64",)
+# Signals an instruction raises itself. Kernel-made ones (si_code > 0) stopped while our instruction runs are
+# ours: never delivered, never stepped again.
+SYNCHRONOUS_SIGNALS = frozenset((signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGTRAP, signal.SIGFPE,
+                                 signal.SIGSYS))
+ARGUMENT_REGISTERS = ("rdi", "rsi", "rdx", "r10", "r8", "r9")
 
 _REGISTER_NAMES = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
                    "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
                    "gs")
+
+# kind: "interrupt" (our PTRACE_INTERRUPT), "group" (a job-control stop), "signal" (signal-delivery-stop);
+# code: the siginfo si_code of a signal stop (> 0: made by the kernel, <= 0: sent by a process);
+# address: its si_addr (for a single-step trap, the instruction pointer after the instruction).
+Stop = collections.namedtuple("Stop", "kind sig code address")
+RseqConfiguration = collections.namedtuple("RseqConfiguration", "pointer size signature flags")
 
 
 class Registers(ctypes.Structure):
@@ -53,8 +78,22 @@ class Registers(ctypes.Structure):
         return bytes(self) == bytes(other)
 
 
+_REGS_SIZE = ctypes.sizeof(Registers)
+
+
 class SockFilter(ctypes.Structure):
     _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+
+
+class _Siginfo(ctypes.Structure):
+    """siginfo_t (128 bytes) as far as a fault or trap fills it."""
+    _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad", ctypes.c_int),
+                ("address", ctypes.c_ulonglong), ("rest", ctypes.c_char * 104)]
+
+
+class _RseqConfiguration(ctypes.Structure):
+    _fields_ = [("rseq_abi_pointer", ctypes.c_ulonglong), ("rseq_abi_size", ctypes.c_uint),
+                ("signature", ctypes.c_uint), ("flags", ctypes.c_uint), ("pad", ctypes.c_uint)]
 
 
 class PtraceError(Exception):
@@ -63,81 +102,169 @@ class PtraceError(Exception):
         super().__init__("%s: %s" % (what, os.strerror(code) if code else "unexpected"))
 
 
+class Aborted(PtraceError):
+    """The injected instruction did not end in its own single-step trap.
+
+    stop: the stop seen instead; executed: the syscall ran (value is its result);
+    signal: the signal to pass through to the tracee (0: none, or one our instruction caused)."""
+
+    def __init__(self, what, stop, executed, value):
+        super().__init__(what, errno.EINTR)
+        self.what, self.stop, self.executed, self.value = what, stop, executed, value
+        self.signal = stop.sig if stop.kind == "signal" and not _caused_by_us(stop) else 0
+
+    def __str__(self):
+        return self.what
+
+
+_yield = os.sched_yield
+
+
+def _caused_by_us(stop):
+    return stop.sig in SYNCHRONOUS_SIGNALS and stop.code > 0
+
+
 def machine_supported():
     return platform.machine() in SUPPORTED_MACHINES
 
 
+def audit_arch(regs):
+    """The AUDIT_ARCH seccomp sees for a `syscall` run with these registers, or None if not native x86_64."""
+    return AUDIT_ARCH_X86_64 if regs.cs == USER_CS else None
+
+
+def signed(value):
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 _libc = None
+_call = None
+
+
+def _load():
+    global _libc, _call
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _call = _libc.ptrace
+        _call.restype = ctypes.c_long
+        _call.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_ulong, ctypes.c_ulong]
+    return _call
 
 
 def _ptrace(request, pid, addr, data, what):
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        _libc.ptrace.restype = ctypes.c_long
-        _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    ctypes.set_errno(0)
-    result = _libc.ptrace(request, pid, addr, data)
-    if result == -1 and ctypes.get_errno():
+    # None of the requests used here can return -1 on success (no PEEK*), so errno is read only then.
+    result = (_call or _load())(request, pid, addr or 0, data or 0)
+    if result == -1:
         raise PtraceError(what, ctypes.get_errno())
     return result
 
 
-class Tracee:
-    """One seized thread. Use as a context manager: leaving it always detaches."""
+def _status_errno(request, pid, addr):
+    """errno of a ptrace request that is expected to fail (0 if it succeeded): no exception on the hot path."""
+    return ctypes.get_errno() if (_call or _load())(request, pid, addr, 0) == -1 else 0
 
-    def __init__(self, pid, deadline):
+
+class Tracee:
+    """One seized thread. Use as a context manager, or seize() then detach() in one finally."""
+
+    def __init__(self, pid, deadline, grace=5.0):
         self.pid = pid
         self.deadline = deadline          # time.monotonic() value
+        self.grace = grace                # past the deadline, how long a stop is awaited to restore registers
         self.attached = False
         self.seized = False               # ever attached: once True, something may have happened
-        self.stopped = False
-        self.stopped_at = None
-        self.suppressed_signals = []      # signals that arrived while we held it: re-sent after detach
+        self.stopped = False              # in a ptrace-stop now: registers can be read and written
+        self.modified = False             # registers other than the tracee's own may be in it
+        self.stopped_at = None            # first stop
+        self.held_seconds = 0.0           # time the tracee was held away from its own code
+        self._held_since = None
+        self.passed_signals = []          # signals passed through, each with its own siginfo
+        self.step_pending = False         # our single-step SIGTRAP may still be queued in it
+        self._regs = Registers()          # scratch for the injection, reused: no allocation per zombie
+        self._regs_address = ctypes.addressof(self._regs)
+        self._siginfo = _Siginfo()
+        self._siginfo_address = ctypes.addressof(self._siginfo)
 
     def __enter__(self):
-        _ptrace(PTRACE_SEIZE, self.pid, None, None, "PTRACE_SEIZE of pid %d" % self.pid)
-        self.attached = self.seized = True
-        return self
+        return self.seize()
 
     def __exit__(self, *exc):
         self.detach()
         return False
 
-    def interrupt(self):
-        """Stop the tracee without a visible SIGSTOP (a group-stop-like PTRACE_EVENT_STOP)."""
+    def seize(self):
+        _ptrace(PTRACE_SEIZE, self.pid, None, None, "PTRACE_SEIZE of pid %d" % self.pid)
+        self.attached = self.seized = True
+        return self
+
+    def interrupt(self, deadline=None):
+        """Stop the tracee without a visible SIGSTOP; a signal that comes first is passed through.
+
+        Returns the Stop: kind "interrupt", or "group" if a job-control stop came instead."""
         _ptrace(PTRACE_INTERRUPT, self.pid, None, None, "PTRACE_INTERRUPT")
         while True:
-            sig, event = self._wait_stop()
-            if event == PTRACE_EVENT_STOP:
-                self.stopped_at = time.monotonic()
-                return
-            # A signal arrived first (signal-delivery-stop): hold it back, deliver it after we are done.
-            self.suppressed_signals.append(sig)
-            self._resume_after_signal()
+            stop = self.wait_stop(self.deadline if deadline is None else deadline)
+            if stop.kind != "signal":
+                self._hold()
+                return stop
+            self.cont(stop.sig)
 
-    def _resume_after_signal(self):
-        # PTRACE_INTERRUPT stays pending, so the tracee stops again right away; let it run until then.
-        _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")   # the signal is held back, not delivered
-        self.stopped = False
+    def cont(self, sig=0):
+        """Let the tracee run on; sig (from a signal-delivery-stop) is delivered with its own siginfo."""
+        _ptrace(PTRACE_CONT, self.pid, None, sig, "PTRACE_CONT")
+        if sig:
+            self.passed_signals.append(sig)
+        self._running()
 
-    def _wait_stop(self):
-        """(signal, ptrace event) of the next stop, waiting until the deadline."""
+    def wait_stop(self, deadline):
+        """The next stop; raises ETIMEDOUT after deadline (None: no limit), ESRCH if the tracee ended."""
+        spins, waitpid, options = 0, os.waitpid, os.WNOHANG | WALL
         while True:
             try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG | WALL)
+                pid, status = waitpid(self.pid, options)
             except ChildProcessError:
-                raise PtraceError("pid %d is gone" % self.pid, errno.ESRCH)
+                self._gone()
             if pid == self.pid:
-                if os.WIFSTOPPED(status):
-                    self.stopped = True
-                    return os.WSTOPSIG(status), status >> 16
-                # Exited or killed while we held it.
-                self.attached = False
-                raise PtraceError("pid %d ended during the injection" % self.pid, errno.ESRCH)
-            if time.monotonic() > self.deadline:
+                if not os.WIFSTOPPED(status):
+                    self._gone()
+                self.stopped = True
+                return self._classify(os.WSTOPSIG(status), status >> 16)
+            if deadline is not None and time.monotonic() > deadline:
                 raise PtraceError("pid %d did not stop in time" % self.pid, errno.ETIMEDOUT)
-            time.sleep(0.0005)
+            # A stop usually comes within microseconds: spin first (yielding the CPU), then poll.
+            spins += 1
+            if spins < 4000:
+                _yield()
+            else:
+                time.sleep(0.001 if spins < 6000 else 0.01)
+
+    def _classify(self, sig, event):
+        if event == PTRACE_EVENT_STOP:
+            return Stop("interrupt" if sig == signal.SIGTRAP else "group", sig, 0, 0)
+        code, address = self.siginfo()
+        return Stop("signal", sig, code, address)
+
+    def _gone(self):
+        self.attached = self.stopped = False
+        self._running()
+        raise PtraceError("pid %d ended during the injection" % self.pid, errno.ESRCH)
+
+    def _hold(self):
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic()
+        if self._held_since is None:
+            self._held_since = time.monotonic()
+
+    def _running(self):
+        self.stopped = False
+        if self._held_since is not None:
+            self.held_seconds += time.monotonic() - self._held_since
+            self._held_since = None
+
+    def siginfo(self):
+        """(si_code, si_addr) of the signal of a signal-delivery-stop."""
+        _ptrace(PTRACE_GETSIGINFO, self.pid, None, self._siginfo_address, "PTRACE_GETSIGINFO")
+        return self._siginfo.code, self._siginfo.address
 
     def get_registers(self):
         regs = Registers()
@@ -146,11 +273,38 @@ class Tracee:
 
     def set_registers(self, regs):
         _ptrace(PTRACE_SETREGS, self.pid, None, ctypes.addressof(regs), "PTRACE_SETREGS")
+        self.modified = True
+
+    def restore(self, regs):
+        """Put regs back while stopped; True if the kernel holds exactly them afterwards."""
+        self.set_registers(regs)
+        exact = self.get_registers().same_as(regs)
+        self.modified = not exact
+        return exact
+
+    def seccomp_filter_count(self):
+        """Filters of the (stopped) tracee; None if it is not in filter mode (the kernel answers EINVAL)."""
+        count = 0
+        while True:
+            code = _status_errno(PTRACE_SECCOMP_GET_FILTER, self.pid, count)
+            if code == errno.EINVAL and count == 0:
+                return None
+            if code == errno.ENOENT:
+                return count
+            if code:
+                raise PtraceError("PTRACE_SECCOMP_GET_FILTER", code)
+            count += 1
+            if count > 512:
+                raise PtraceError("more than 512 seccomp filters", errno.E2BIG)
+
+    def seccomp_unchanged(self, count):
+        """True if the tracee still has exactly `count` filters (another thread may add one with TSYNC)."""
+        return _status_errno(PTRACE_SECCOMP_GET_FILTER, self.pid, count) == (errno.ENOENT if count else errno.EINVAL)
 
     def seccomp_filters(self):
         """Raw programs of the tracee's seccomp filters, most recently installed first."""
         programs = []
-        for index in range(64):
+        for index in range(512):
             try:
                 count = _ptrace(PTRACE_SECCOMP_GET_FILTER, self.pid, index, None, "PTRACE_SECCOMP_GET_FILTER")
             except PtraceError as error:
@@ -161,72 +315,115 @@ class Tracee:
             _ptrace(PTRACE_SECCOMP_GET_FILTER, self.pid, index, ctypes.addressof(buffer),
                     "PTRACE_SECCOMP_GET_FILTER")
             programs.append([(item.code, item.jt, item.jf, item.k) for item in buffer])
-        raise PtraceError("more than 64 seccomp filters", errno.E2BIG)
+        raise PtraceError("more than 512 seccomp filters", errno.E2BIG)
+
+    def rseq_configuration(self):
+        config = _RseqConfiguration()
+        _ptrace(PTRACE_GET_RSEQ_CONFIGURATION, self.pid, ctypes.sizeof(config), ctypes.addressof(config),
+                "PTRACE_GET_RSEQ_CONFIGURATION")
+        return RseqConfiguration(config.rseq_abi_pointer, config.rseq_abi_size, config.signature, config.flags)
 
     def syscall(self, saved, syscall_address, number, args):
-        """Run one system call in the tracee from the syscall instruction at syscall_address.
+        """Run one system call in the stopped tracee from the `syscall` instruction at syscall_address.
 
-        Returns the raw return value (negative errno on failure). The tracee's
-        registers are left modified: the caller restores `saved`.
-        """
-        regs = saved.copy()
-        regs.rax = number
-        regs.orig_rax = 0xFFFFFFFFFFFFFFFF     # not inside a syscall: no restart logic on our registers
-        regs.rip = syscall_address
-        for name, value in zip(("rdi", "rsi", "rdx", "r10", "r8", "r9"), args):
-            setattr(regs, name, value & 0xFFFFFFFFFFFFFFFF)
+        Returns None once it ran (the result is not read). Any stop other than the single-step
+        trap right after the instruction raises Aborted. The tracee's registers are
+        left modified: the caller restores them while it is stopped. Kept lean: a reap runs it
+        once per zombie while the parent waits."""
+        regs = self._regs
+        ctypes.memmove(self._regs_address, ctypes.addressof(saved), _REGS_SIZE)
+        regs.rax, regs.orig_rax, regs.rip = number, NO_SYSCALL, syscall_address
+        args = [value & 0xFFFFFFFFFFFFFFFF for value in args] + [0] * (6 - len(args))
+        regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = args
         self.set_registers(regs)
         _ptrace(PTRACE_SINGLESTEP, self.pid, None, None, "PTRACE_SINGLESTEP")
         self.stopped = False
-        while True:
-            sig, _ = self._wait_stop()
-            after = self.get_registers()
-            if after.rip == syscall_address + len(SYSCALL_INSTRUCTION):
-                if sig != signal.SIGTRAP:
-                    self.suppressed_signals.append(sig)
-                break
-            if sig == signal.SIGTRAP:
-                raise PtraceError("single step ended at 0x%x, not after the syscall" % after.rip, errno.EFAULT)
-            # A signal arrived before the instruction ran: hold it back and step again.
-            self.suppressed_signals.append(sig)
-            _ptrace(PTRACE_SINGLESTEP, self.pid, None, None, "PTRACE_SINGLESTEP")
-            self.stopped = False
-        value = after.rax
-        return value - (1 << 64) if value >= 1 << 63 else value
+        stop = self._wait_step()
+        after = syscall_address + len(SYSCALL_INSTRUCTION)
+        if stop.kind == "signal" and stop.sig == signal.SIGTRAP and stop.code > 0 and stop.address == after:
+            # Our trap (the kernel's, si_addr right after the instruction): the call ran. Its result is not
+            # read, to keep the parent's stop short: the caller checks the zombie in /proc after the detach.
+            self.step_pending = False
+            return None
+        _ptrace(PTRACE_GETREGS, self.pid, None, self._regs_address, "PTRACE_GETREGS")
+        executed = regs.rip == after
+        value = signed(regs.rax) if executed else None
+        # Our trap is synchronous: dequeued before any other signal. Only an interrupt or a job-control stop,
+        # which the kernel reports before dequeuing signals, can leave it queued behind it.
+        self.step_pending = executed and stop.kind != "signal"
+        raise Aborted("the injected syscall was stopped by %s (%s)" % (_describe(stop), "after it ran" if executed
+                                                                        else "before it ran"),
+                      stop, executed, value)
 
-    def detach(self):
-        """Detach (the tracee runs on); held-back signals are sent again. Safe to call twice."""
+    def _wait_step(self):
+        try:
+            return self.wait_stop(self.deadline)
+        except PtraceError as error:
+            if error.errno != errno.ETIMEDOUT:
+                raise
+        # process_timeout passed mid-step (a throttled or frozen tracee): ask for a stop and wait for it,
+        # since registers can be restored only while it is stopped.
+        _ptrace(PTRACE_INTERRUPT, self.pid, None, None, "PTRACE_INTERRUPT")
+        return self.wait_stop(self.deadline + self.grace)
+
+    def take_step_trap(self):
+        """After a stop that came before our step's trap was dequeued, let the kernel dequeue it.
+
+        Called with the registers already restored: the trap is synchronous, so it is dequeued before
+        any other signal and before returning to user mode; a signal that comes instead is the
+        tracee's own and is returned to be passed through."""
+        _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")
+        self.stopped = False
+        stop = self.wait_stop(time.monotonic() + 1.0)
+        self.step_pending = False
+        if stop.kind == "signal" and not _caused_by_us(stop):
+            return stop.sig
+        return 0
+
+    def detach(self, sig=0):
+        """Detach; sig, from a signal-delivery-stop, is delivered with its own siginfo. Safe to call twice.
+
+        Not in a ptrace-stop, PTRACE_DETACH fails: the end of this thread releases the tracee."""
         if not self.attached:
             return
         try:
-            _ptrace(PTRACE_DETACH, self.pid, None, None, "PTRACE_DETACH")
+            _ptrace(PTRACE_DETACH, self.pid, None, sig, "PTRACE_DETACH")
+            self.attached = False
+            if sig:
+                self.passed_signals.append(sig)
         except PtraceError:
-            # Not in a ptrace-stop. If it died while we held it, its exit is reported to us first:
-            # collect it so its real parent can reap it. Otherwise the kernel detaches it when this
-            # process exits; nothing of ours is left in it.
-            try:
-                os.waitpid(self.pid, os.WNOHANG | WALL)
-            except OSError:
-                pass
-        self.attached = False
-        self.stopped = False
-        for sig in self.suppressed_signals:
-            try:
-                os.kill(self.pid, sig)
-            except OSError:
-                pass
+            pass
+        self._running()
+
+
+def _describe(stop):
+    name = signal.Signals(stop.sig).name if stop.sig in signal.Signals._value2member_map_ else str(stop.sig)
+    return {"interrupt": "an interrupt", "group": "a job-control stop (%s)" % name}.get(
+        stop.kind, "%s (si_code %d)" % (name, stop.code))
+
+
+def read_memory(pid, address, size, proc_root="/proc"):
+    """size bytes of pid's memory at address (through /proc/PID/mem: no stop needed); OSError if unmapped."""
+    fd = os.open("%s/%d/mem" % (proc_root, pid), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.pread(fd, size, address)
+    finally:
+        os.close(fd)
+    if len(data) != size:
+        raise OSError(errno.EIO, "short read of pid %d's memory at 0x%x" % (pid, address))
+    return data
 
 
 def find_syscall_instruction(pid, proc_root="/proc"):
     """Address of a `syscall` instruction in an executable mapping of pid (the vdso has one)."""
     candidates = []
-    with open("%s/%d/maps" % (proc_root, pid)) as maps:
+    with open("%s/%d/maps" % (proc_root, pid), "rb") as maps:    # file names may be any bytes
         for line in maps:
             fields = line.split()
-            if len(fields) < 2 or "x" not in fields[1]:
+            if len(fields) < 2 or b"x" not in fields[1]:
                 continue
-            start, end = (int(value, 16) for value in fields[0].split("-"))
-            name = fields[5] if len(fields) > 5 else ""
+            start, end = (int(value, 16) for value in fields[0].split(b"-"))
+            name = fields[5].decode("utf-8", "replace") if len(fields) > 5 else ""
             # The vdso first: always there, always executable, small.
             candidates.insert(0 if name == "[vdso]" else len(candidates), (start, end, name))
     with open("%s/%d/mem" % (proc_root, pid), "rb", buffering=0) as memory:

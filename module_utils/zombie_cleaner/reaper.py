@@ -3,37 +3,85 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reap in place: make the parent that does not reap call wait4 for exactly the zombies seen.
 
-Zero downtime: the parent is stopped with PTRACE_SEIZE + PTRACE_INTERRUPT
-(no visible SIGSTOP), its registers saved, one wait4(pid, NULL, WNOHANG,
-NULL) per zombie is run from a `syscall` instruction of its own vdso, and
-its registers restored exactly before detaching. A parent blocked in a
-system call (sleep, read) has it restarted by the kernel as after any
-signal. Waiting for each zombie's own pid, not for -1, never takes the exit
-status of a child that ended a moment ago and that the application may still
-want to collect.
+Zero downtime, and never at the parent's expense. Everything that can be known
+without stopping the parent is checked first, and that is all check mode and
+dry run do (they never attach): the process seen, a native x86_64 executable,
+its seccomp mode, its signal mask, and the system call its leader is blocked in
+(calls the kernel does not restart after a ptrace stop are refused: the parent
+would see EINTR).
 
-Any doubt before attaching means this rung is skipped and the ladder goes on.
+Acting, a short-lived tracer thread seizes the leader (PTRACE_SEIZE +
+PTRACE_INTERRUPT, no visible SIGSTOP), checks what only a stopped thread shows
+(64-bit code segment, the instruction bytes, an rseq critical section, the
+seccomp filters, evaluated once for all the zombies), runs one
+wait4(pid, NULL, WNOHANG | __WALL, NULL) per zombie from a `syscall`
+instruction of its own vdso, restores the registers while it is stopped and
+detaches. Signals that arrive meanwhile are passed through with their siginfo.
+The end of the tracer thread releases the parent whatever happened; if it ever
+had to be left attached (registers could not be restored in time), the
+result says so (left_attached) and the thread stays to restore them.
+
+Waiting for each zombie's own pid, not for -1, never takes the exit status of a
+child that ended a moment ago and that the application may still want.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import os
+import signal
+import struct
+import threading
 import time
 
 from ansible.module_utils.zombie_cleaner import procfs, ptrace, seccomp
 
+RESTORE_GRACE = 5.0      # past process_timeout, how long the tracer waits for a stop to restore the registers
+MAX_ROUNDS = 4           # stops per reap: each signal of the parent's own passed through mid-injection costs one
+WAIT4_OPTIONS = ptrace.WNOHANG | ptrace.WALL    # __WALL: children made by clone() without SIGCHLD too
+TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
 # States that rule out attaching: stopped or traced (T, t), dying (Z, X), uninterruptible (D: it would not stop).
 _UNSAFE_STATES = {"T": "stopped", "t": "stopped by a tracer", "Z": "exiting", "X": "dead",
                   "D": "in uninterruptible sleep"}
+
+# Blocked in one of these, a thread sees EINTR (or, io_pgetevents, its timeout start again) after any ptrace
+# stop, with or without signal handlers (signal(7), "Interruption of system calls ... by stop signals";
+# measured on kernel 6.18). Its leader blocked in one, the parent is left alone this run.
+NOT_RESTARTED = {232: "epoll_wait", 281: "epoll_pwait", 441: "epoll_pwait2", 128: "rt_sigtimedwait",
+                 65: "semop", 220: "semtimedop", 208: "io_getevents", 333: "io_pgetevents", 426: "io_uring_enter"}
+# Socket calls (and read/write on a socket) see EINTR only when the socket has a timeout.
+SOCKET_RECEIVE = {43: "accept", 288: "accept4", 45: "recvfrom", 47: "recvmsg", 299: "recvmmsg", 0: "read",
+                  19: "readv"}
+SOCKET_SEND = {42: "connect", 44: "sendto", 46: "sendmsg", 307: "sendmmsg", 1: "write", 20: "writev"}
+EINTR_CALLS = {**NOT_RESTARTED, **SOCKET_RECEIVE, **SOCKET_SEND}
+SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
+ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
+RESTART_CODES = (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)
+_SIGTRAP_BIT = 1 << (signal.SIGTRAP - 1)
+_MASK64 = (1 << 64) - 1
 
 
 def _state_class(state):
     return "running" if state in ("R", "S", "I") else state
 
 
-def parent_problem(proc_root, parent):
-    """Why the parent must not be attached to, or None. parent: {"pid", "start_time"}."""
+def parent_problem(proc_root, parent, status=None):
+    """Why the parent must not be attached to, or None: only what can be read without stopping it.
+
+    parent: {"pid", "start_time"}."""
+    pid = parent["pid"]
+    problem = _process_problem(proc_root, parent)
+    if problem:
+        return problem
+    status = procfs.read_status(proc_root, pid) if status is None else status
+    return (status_problem(status, pid) or executable_problem(proc_root, pid)
+            or blocked_call_problem(proc_root, pid))
+
+
+def _process_problem(proc_root, parent):
     pid = parent["pid"]
     if not ptrace.machine_supported():
         return "architecture %s is not supported (x86_64 only)" % os.uname().machine
@@ -50,14 +98,113 @@ def parent_problem(proc_root, parent):
         return "the parent is %s (state %s)" % (_UNSAFE_STATES[stat.state], stat.state)
     if pid == 2 or stat.ppid == 2:
         return "the parent is a kernel thread"
-    status = procfs.read_status(proc_root, pid)
+    return None
+
+
+def status_problem(status, pid):
     if status.get("Tgid") != str(pid):
-        return "pid %d is not a thread-group leader" % pid
+        return "pid %d is not a thread-group leader (or its status is unreadable)" % pid
     if status.get("TracerPid", "0") != "0":
         return "the parent is already traced by pid %s" % status["TracerPid"]
-    if status.get("Seccomp") == "1":
+    return seccomp_mode_problem(status) or sigtrap_problem(status)
+
+
+def seccomp_mode_problem(status):
+    mode = status.get("Seccomp")
+    if mode == "1":
         return "the parent runs in strict seccomp mode: wait4 would kill it"
+    if mode not in ("0", "2"):
+        # Unknown means refuse: a filter that is not evaluated may kill the parent on wait4.
+        return "its seccomp mode is unknown (Seccomp: %r in its status)" % mode
     return None
+
+
+def sigtrap_problem(status):
+    """The single step queues a SIGTRAP; the kernel forces that one through (unblocked, handler reset to the
+    default) if the parent blocks or ignores SIGTRAP, which would change the parent for good."""
+    try:
+        trap = (int(status["SigBlk"], 16) | int(status["SigIgn"], 16)) & _SIGTRAP_BIT
+    except (KeyError, ValueError):
+        return "its signal mask is unreadable"
+    return "it blocks or ignores SIGTRAP, which a single step would reset" if trap else None
+
+
+def executable_problem(proc_root, pid):
+    """Only a native x86_64 executable: a 32-bit one runs a different system call table (61 is chroot)."""
+    try:
+        with open("%s/%d/exe" % (proc_root, pid), "rb") as handle:
+            header = handle.read(20)
+    except OSError as error:
+        return "its executable is unreadable (%s)" % error.strerror
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return "its executable is not an ELF file"
+    elf_class, machine = header[4], struct.unpack_from("<H", header, 18)[0]
+    if elf_class == 2 and machine == 62 and header[5] == 1:
+        return None
+    kind = {(1, 3): "32-bit i386", (1, 62): "x32"}.get((elf_class, machine), "ELF class %d, machine %d" % (
+        elf_class, machine))
+    return "its executable is %s, not x86_64: only the native ABI is injected" % kind
+
+
+def blocked_call_problem(proc_root, pid):
+    """Refuse a leader blocked in a system call that a ptrace stop would end with EINTR (/proc/PID/syscall)."""
+    try:
+        fields = procfs.read_text("%s/%d/syscall" % (proc_root, pid)).split()
+    except OSError as error:
+        return "its system call is unreadable (%s)" % error.strerror
+    if not fields or fields[0] in ("running", "-1"):
+        return None
+    number, args, pc = int(fields[0]), [int(value, 16) for value in fields[1:7]], int(fields[-1], 16)
+    if number & ptrace.X32_SYSCALL_BIT:
+        return "its leader is blocked in an x32 system call"
+    try:
+        entered = ptrace.read_memory(pid, pc - 2, 2, proc_root)
+    except OSError:
+        entered = b""
+    if entered != ptrace.SYSCALL_INSTRUCTION:
+        return "its leader is blocked in a system call not entered with a 64-bit syscall instruction"
+    if number in NOT_RESTARTED:
+        return ("its leader is blocked in %s, which a ptrace stop ends with EINTR: left alone this run"
+                % NOT_RESTARTED[number])
+    return _socket_problem(pid, number, args[0])
+
+
+def _socket_problem(pid, number, fd):
+    option = SO_RCVTIMEO if number in SOCKET_RECEIVE else SO_SNDTIMEO if number in SOCKET_SEND else None
+    if option is None:
+        return None
+    name = (SOCKET_RECEIVE if option == SO_RCVTIMEO else SOCKET_SEND)[number]
+    try:
+        timeout = _socket_timeout(pid, fd, option)
+    except OSError as error:
+        return "its leader is blocked in %s and its socket's timeout is unreadable (%s)" % (name, error.strerror)
+    if timeout:
+        return ("its leader is blocked in %s on a socket with a timeout, which a ptrace stop ends with EINTR: "
+                "left alone this run" % name)
+    return None
+
+
+def _socket_timeout(pid, fd, option):
+    """The socket's SO_RCVTIMEO/SO_SNDTIMEO as bytes (all zero: none); None if fd is not a socket.
+
+    A copy of the descriptor (pidfd_getfd) is read and closed: the parent is not stopped or changed."""
+    if not os.readlink("/proc/%d/fd/%d" % (pid, fd)).startswith("socket:"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        copy = libc.syscall(438, pidfd, fd, 0)          # pidfd_getfd
+        if copy < 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    finally:
+        os.close(pidfd)
+    try:
+        value, size = ctypes.create_string_buffer(16), ctypes.c_uint(16)
+        if libc.getsockopt(copy, 1, option, value, ctypes.byref(size)) != 0:     # SOL_SOCKET
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        return any(value.raw[:size.value])
+    finally:
+        os.close(copy)
 
 
 def namespace_pid(proc_root, zombie_pid, parent_levels):
@@ -70,13 +217,15 @@ def namespace_pid(proc_root, zombie_pid, parent_levels):
     return int(zombie_levels[len(parent_levels) - 1])
 
 
-def live_targets(proc_root, parent, zombies):
+def live_targets(proc_root, parent, zombies, parent_status=None):
     """[(zombie, pid in the parent's namespace)] of the zombies still there and still the parent's."""
     targets = []
-    parent_levels = procfs.read_status(proc_root, parent["pid"]).get("NSpid", "").split()
+    if parent_status is None:
+        parent_status = procfs.read_status(proc_root, parent["pid"])
+    parent_levels = parent_status.get("NSpid", "").split()
     for zombie in zombies:
         stat = procfs.read_stat(proc_root, zombie["pid"])
-        if stat is None or stat.state != "Z" or stat.start_time != zombie["start_time"] or stat.ppid != parent["pid"]:
+        if not procfs.is_zombie(stat) or stat.start_time != zombie["start_time"] or stat.ppid != parent["pid"]:
             continue
         inner = namespace_pid(proc_root, zombie["pid"], parent_levels)
         if inner:
@@ -84,86 +233,357 @@ def live_targets(proc_root, parent, zombies):
     return targets
 
 
-def _wait4_args(inner_pid, saved):
-    # r8 and r9 are not wait4's, but the kernel hands them to seccomp as args[4] and args[5].
-    return [inner_pid, 0, ptrace.WNOHANG, 0, saved.r8, saved.r9]
+def wait4_args(inner_pid):
+    # All six argument registers are set: seccomp sees exactly these, whatever the parent had in r8 and r9.
+    return [inner_pid, 0, WAIT4_OPTIONS, 0, 0, 0]
+
+
+def plan(proc_root, parent, zombies):
+    """(problem, plan) from what can be read without stopping the parent: all that check mode sees."""
+    status = procfs.read_status(proc_root, parent["pid"])
+    problem = parent_problem(proc_root, parent, status)
+    if problem:
+        return problem, None
+    targets = live_targets(proc_root, parent, zombies, status)
+    if not targets:
+        return "none of the zombies seen is still a zombie of this parent", None
+    try:
+        address, mapping = ptrace.find_syscall_instruction(parent["pid"], proc_root)
+    except OSError as error:
+        return "cannot read the parent's memory maps: %s" % error, None
+    if address is None:
+        return "no syscall instruction in the parent's executable mappings", None
+    return None, {"targets": targets, "address": address, "mapping": mapping or "anonymous",
+                  "seccomp_mode": status.get("Seccomp")}
 
 
 def reap(proc_root, parent, zombies, timeout, dry_run=False):
     """Reap the zombies of one parent in place. Returns a result dict; never raises for the tracee's sake.
 
-    result: ok, verdict ("safe", "skipped", "failed"), reason, reaped (host pids), stop_seconds,
-    seccomp (action per filter), syscall_address.
+    result: ok, verdict ("safe", "skipped", "failed"), reason, reaped (host pids), stop_seconds (time the
+    parent was held), inject_seconds (the wait4 calls alone), seccomp (action per filter), syscall_address,
+    adjustments (what was restored differently, as the kernel would have), signals_passed, rounds, and
+    left_attached: True if the parent could not be released in time, an alert (the verdict is "failed").
+    dry_run never attaches: the seccomp filter is evaluated only when acting.
     """
     started = time.monotonic()
     result = {"parent": dict(parent), "ok": False, "verdict": "skipped", "reason": None, "reaped": [],
-              "stop_seconds": None, "seccomp": None, "syscall_address": None, "dry_run": bool(dry_run)}
-    problem = parent_problem(proc_root, parent)
+              "stop_seconds": None, "inject_seconds": None, "seccomp": None, "syscall_address": None,
+              "adjustments": [], "signals_passed": [], "rounds": 0, "left_attached": False,
+              "dry_run": bool(dry_run)}
+    problem, found = plan(proc_root, parent, zombies)
     if problem:
         result["reason"] = problem
-        return result
-    targets = live_targets(proc_root, parent, zombies)
-    if not targets:
-        result["reason"] = "none of the zombies seen is still a zombie of this parent"
-        return result
+    elif dry_run:
+        result.update(verdict="safe", ok=True, reason="would reap %d zombies in place%s" % (
+            len(found["targets"]), "; its seccomp filter is evaluated when acting"
+            if found["seccomp_mode"] == "2" else ""))
+    else:
+        _act(proc_root, parent, found, started + timeout, result)
+    return result
+
+
+@contextlib.contextmanager
+def termination_signals_blocked():
+    """SIGTERM, SIGHUP and SIGINT held back in this thread and the threads it starts meanwhile.
+
+    The module must not die while a parent holds injected registers. Signal masks are per thread: a caller
+    that reaps from worker threads should enter this in the main thread before starting them."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)
     try:
-        address, mapping = ptrace.find_syscall_instruction(parent["pid"], proc_root)
-    except OSError as error:
-        result["reason"] = "cannot read the parent's memory maps: %s" % error
-        return result
-    if address is None:
-        result["reason"] = "no syscall instruction in the parent's executable mappings"
-        return result
-    result["syscall_address"] = "0x%x (%s)" % (address, mapping or "anonymous")
-    before = procfs.read_stat(proc_root, parent["pid"])
-    deadline = started + timeout
-    tracee = ptrace.Tracee(parent["pid"], deadline)
-    stop_ended = None
-    try:
-        with tracee:
-            tracee.interrupt()
-            saved = tracee.get_registers()
-            # Attached and stopped: the pid cannot change hands now. Is it still the process seen?
-            now_stat = procfs.read_stat(proc_root, parent["pid"])
-            if now_stat is None or now_stat.start_time != parent["start_time"]:
-                result["reason"] = "the parent changed while attaching"
-                return result
-            allowed, result["seccomp"] = _seccomp_verdict(tracee, proc_root, parent["pid"], address, targets, saved)
-            if not allowed:
-                result["reason"] = "its seccomp filter does not allow wait4: %s" % ", ".join(result["seccomp"])
-                return result
-            if dry_run:
-                result.update(verdict="safe", ok=True, reason="would reap %d zombies in place" % len(targets))
-                return result
-            try:
-                for zombie, inner in targets:
-                    if time.monotonic() > deadline:
-                        raise ptrace.PtraceError("process_timeout reached", errno.ETIMEDOUT)
-                    value = tracee.syscall(saved, address, ptrace.NR_WAIT4, _wait4_args(inner, saved))
-                    if value == inner:
-                        result["reaped"].append(zombie["pid"])
-            finally:
-                # Exactly the registers it had: an interrupted syscall is restarted by the kernel.
-                tracee.set_registers(saved)
-                restored = tracee.get_registers()
-                if not restored.same_as(saved):
-                    result["restore_mismatch"] = True
-            stop_ended = time.monotonic()
-    except ptrace.PtraceError as error:
-        if not tracee.seized:
-            # Refused before anything happened (Yama ptrace_scope 3, a container without CAP_SYS_PTRACE).
-            result.update(verdict="skipped", reason="cannot attach: %s" % error)
-        elif error.errno == errno.ESRCH and _ends_soon(proc_root, parent):
-            result.update(verdict="failed", reason="the parent ended during the injection")
-        else:
-            result.update(verdict="failed", reason="injection stopped: %s" % error)
+        yield
     finally:
-        tracee.detach()
-        if tracee.stopped_at is not None:
-            result["stop_seconds"] = round((stop_ended or time.monotonic()) - tracee.stopped_at, 6)
-    if result["verdict"] == "failed" or dry_run or result["reason"]:
-        return result
-    return _verify_after(proc_root, parent, before, targets, result)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _act(proc_root, parent, found, deadline, result):
+    result["syscall_address"] = "0x%x (%s)" % (found["address"], found["mapping"])
+    before = procfs.read_stat(proc_root, parent["pid"])
+    injection = _Injection(proc_root, parent, found, deadline)
+    with termination_signals_blocked():
+        tracer = threading.Thread(target=injection.run, name="zombie-cleaner-tracer-%d" % parent["pid"],
+                                  daemon=True)
+        tracer.start()
+        tracer.join(max(0.0, deadline - time.monotonic()) + RESTORE_GRACE + 1.0)
+    if not tracer.is_alive():
+        _wait_thread_gone(injection.tid)
+    injection.report(result, still_tracing=tracer.is_alive())
+    if result["verdict"] == "safe":
+        _verify_after(proc_root, parent, before, injection.targets, result)
+
+
+def _wait_thread_gone(tid, timeout=2.0):
+    """A finished Python thread lingers a moment in the kernel; its exit is what releases a tracee."""
+    deadline = time.monotonic() + timeout
+    while tid and os.path.exists("/proc/self/task/%d" % tid) and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
+class _Injection:
+    """One parent, from seize to detach, all in the tracer thread (run)."""
+
+    def __init__(self, proc_root, parent, found, deadline):
+        self.proc_root, self.pid, self.parent = proc_root, parent["pid"], parent
+        self.targets, self.remaining = found["targets"], list(found["targets"])
+        self.address, self.deadline = found["address"], deadline
+        self.tracee = ptrace.Tracee(self.pid, deadline, RESTORE_GRACE)
+        self.tid = None
+        self.saved = self.final = None    # the leader's registers at this round's stop; what it gets back
+        self.final_applied = True
+        self.executed, self.adjustments, self.seccomp_names = [], [], None
+        self.filter_count, self.threads, self.rounds, self.inject_seconds = 0, 2, 0, 0.0
+        self.pass_sig = 0
+        self.skip_reason = self.fail_reason = self.error = None
+        self.restore_mismatch = self.left_attached = False
+        self._mem = None
+
+    def run(self):
+        self.tid = threading.get_native_id()
+        try:
+            self.tracee.seize()
+            self._rounds()
+        except ptrace.PtraceError as error:
+            self.error = self.error or error
+        finally:
+            self._release()
+
+    def _rounds(self):
+        while self.remaining:
+            if self.rounds == MAX_ROUNDS:
+                self.fail_reason = "signals kept arriving: stopped %d times" % MAX_ROUNDS
+                return
+            self.rounds += 1
+            stop = self.tracee.interrupt()
+            if stop.kind == "group":
+                self.skip_reason = "the parent was stopped by signal %d meanwhile: left stopped" % stop.sig
+                return
+            self.saved = self.tracee.get_registers()
+            self.final, self.final_applied = self.saved.copy(), False
+            self.skip_reason = self._prepare()
+            if self.skip_reason:
+                return
+            sig = self._inject()
+            if not sig or not self.remaining or self.fail_reason:
+                self.pass_sig = sig
+                return
+            # A signal of the parent's own: registers back, then delivered with its siginfo; stop again.
+            self._restore()
+            self.tracee.cont(sig)
+            self.saved = self.final = None
+
+    def _prepare(self):
+        """What only the stopped leader shows; also sets the registers it gets back (self.final)."""
+        first = self.rounds == 1
+        return ((first and self._identity_problem()) or abi_problem(self.saved)
+                or (first and self._seccomp_problem()) or self._syscall_problem()
+                or self._rseq_problem() or self._instruction_problem())
+
+    def _identity_problem(self):
+        # Attached and stopped: the pid cannot change hands now. Is it still the process seen?
+        stat = procfs.read_stat(self.proc_root, self.pid)
+        if stat is None or stat.start_time != self.parent["start_time"]:
+            return "the parent changed while attaching"
+        self._mem = os.open("%s/%d/mem" % (self.proc_root, self.pid), os.O_RDONLY | os.O_CLOEXEC)
+        return None
+
+    def _read(self, address, size):
+        data = os.pread(self._mem, size, address)
+        if len(data) != size:
+            raise OSError(errno.EIO, "short read")
+        return data
+
+    def _seccomp_problem(self):
+        """The mode from the stopped thread itself (status and ptrace must agree), filters evaluated once."""
+        status = procfs.read_status(self.proc_root, self.pid)
+        problem = seccomp_mode_problem(status) or sigtrap_problem(status)
+        if problem:
+            return problem
+        count = self.tracee.seccomp_filter_count()
+        if (count is not None) != (status["Seccomp"] == "2"):
+            return "its seccomp mode is unclear (status says %s, ptrace %s)" % (
+                status["Seccomp"], "filter" if count is not None else "no filter")
+        self.filter_count = count or 0
+        # While the leader is stopped only another thread can add a filter (SECCOMP_FILTER_FLAG_TSYNC).
+        self.threads = int(status.get("Threads", "2") or 2)
+        if not count:
+            return None
+        programs = self.tracee.seccomp_filters()
+        datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, ptrace.audit_arch(self.saved), self.address + 2,
+                                      wait4_args(inner)) for _, inner in self.remaining]
+        allowed, self.seccomp_names, _ = seccomp.verdict_for_all(programs, datas)
+        if not allowed:
+            return "its seccomp filter does not allow wait4: %s" % ", ".join(self.seccomp_names)
+        return None
+
+    def _syscall_problem(self):
+        """In a system call: the kernel restarts it by stepping back over a 64-bit `syscall`; if our stop made
+        it fail with EINTR (it entered after the check), it is made to restart unless a handler runs."""
+        regs = self.saved
+        if regs.orig_rax == ptrace.NO_SYSCALL:
+            return None
+        error = -ptrace.signed(regs.rax)
+        # At a system call's exit rcx holds the return address: a signal frame or other code does not match.
+        ours = error == errno.EINTR and regs.orig_rax in EINTR_CALLS and regs.rcx == regs.rip
+        if error not in RESTART_CODES and not ours:
+            return None
+        if self._read(regs.rip - 2, 2) != ptrace.SYSCALL_INSTRUCTION:
+            return "it is in a system call not entered with a 64-bit syscall instruction"
+        if ours and not self._signal_pending():
+            self.final.rax = -ERESTARTNOHAND & _MASK64
+            self.adjustments.append("%s, ended by the stop with EINTR, restarted" % EINTR_CALLS[regs.orig_rax])
+        return None
+
+    def _signal_pending(self):
+        status = procfs.read_status(self.proc_root, self.pid)
+        try:
+            pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
+            return bool(pending & ~int(status["SigBlk"], 16))
+        except (KeyError, ValueError):
+            return True
+
+    def _rseq_problem(self):
+        """Inside an rseq critical section the kernel would move the IP to its abort handler: so do we."""
+        try:
+            config = self.tracee.rseq_configuration()
+            if not config.pointer:
+                return None
+            descriptor = struct.unpack("<Q", self._read(config.pointer + 8, 8))[0]
+            if not descriptor:
+                return None
+            version, flags, start, length, abort = struct.unpack("<IIQQQ", self._read(descriptor, 32))
+            if not start <= self.saved.rip < start + length:
+                return None
+            signature = struct.unpack("<I", self._read(abort - 4, 4))[0]
+        except (ptrace.PtraceError, OSError) as error:
+            return "its rseq area is unreadable (%s)" % error
+        valid = version == 0 and flags == 0 and abort - start >= length and signature == config.signature
+        if not valid or self.final.orig_rax != ptrace.NO_SYSCALL:
+            return "it is inside an rseq critical section the kernel would not abort cleanly"
+        self.final.rip = abort
+        self.adjustments.append("rseq critical section at 0x%x aborted to 0x%x, as the kernel does" % (
+            self.saved.rip, abort))
+        return None
+
+    def _instruction_problem(self):
+        try:
+            if self._read(self.address, 2) == ptrace.SYSCALL_INSTRUCTION:
+                return None
+        except OSError:
+            pass
+        return "the syscall instruction at 0x%x is gone" % self.address
+
+    def _inject(self):
+        """wait4 for each remaining zombie. Returns a signal of the parent's own to pass through, or 0."""
+        started = time.monotonic()
+        try:
+            while self.remaining:
+                if time.monotonic() > self.deadline:
+                    self.fail_reason = "process_timeout reached during the injection"
+                    return 0
+                if self.threads > 1 and not self.tracee.seccomp_unchanged(self.filter_count):
+                    self.fail_reason = "a seccomp filter was added while the parent was stopped"
+                    return 0
+                zombie, inner = self.remaining[0]
+                self._count(zombie, inner, self.tracee.syscall(self.saved, self.address, ptrace.NR_WAIT4,
+                                                               wait4_args(inner)))
+            return 0
+        except ptrace.Aborted as aborted:
+            if aborted.executed:
+                self._count(*self.remaining[0], aborted.value)
+            if not aborted.signal:
+                self.fail_reason = str(aborted)
+            return aborted.signal
+        finally:
+            self.inject_seconds += time.monotonic() - started
+
+    def _count(self, zombie, inner, value):
+        # value None: it ran, result not read (see ptrace.Tracee.syscall); /proc tells after the detach.
+        self.remaining.pop(0)
+        self.executed.append((zombie, inner, value))
+
+    def _restore(self):
+        if not self.tracee.restore(self.final):
+            self.restore_mismatch = True
+        self.final_applied = True
+        if self.tracee.step_pending:
+            self.pass_sig = self.tracee.take_step_trap() or self.pass_sig
+
+    def _release(self):
+        """The one place the parent is let go: registers restored while it is stopped, then detached."""
+        tracee = self.tracee
+        try:
+            if tracee.attached and self.final is not None and (
+                    tracee.modified or not (self.final_applied or self.final.same_as(self.saved))):
+                if not tracee.stopped:
+                    self._await_stop()
+                self._restore()
+        except ptrace.PtraceError as error:
+            self.error = self.error or error
+        finally:
+            tracee.detach(self.pass_sig)
+            if self._mem is not None:
+                os.close(self._mem)
+
+    def _await_stop(self):
+        """Past the grace with our registers in it: reported as left attached; this thread waits on."""
+        self.left_attached = True
+        stop = self.tracee.wait_stop(None)
+        executed = self.tracee.get_registers().rip == self.address + 2
+        self.tracee.step_pending = executed and stop.kind != "signal"
+        if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
+            self.pass_sig = stop.sig
+
+    def _reaped(self):
+        unknown = [zombie for zombie, _, value in self.executed if value is None]
+        left = {zombie["pid"] for zombie in procfs.alive_zombies(self.proc_root, unknown)}
+        return [zombie["pid"] for zombie, inner, value in self.executed
+                if value == inner or (value is None and zombie["pid"] not in left)]
+
+    def report(self, result, still_tracing):
+        tracee = self.tracee
+        held = tracee.held_seconds + (time.monotonic() - tracee._held_since if tracee._held_since else 0.0)
+        result.update(reaped=self._reaped(), seccomp=self.seccomp_names, rounds=self.rounds,
+                      adjustments=list(self.adjustments), signals_passed=list(tracee.passed_signals),
+                      stop_seconds=round(held, 6) if tracee.stopped_at is not None else None,
+                      inject_seconds=round(self.inject_seconds, 6) if self.rounds else None)
+        if still_tracing or self.left_attached or _traced_by(self.proc_root, self.pid, self.tid):
+            result.update(verdict="failed", left_attached=True,
+                          reason="LEFT ATTACHED: the parent could not be stopped again to restore its registers "
+                                 "within %g s past process_timeout; the tracer thread waits on" % RESTORE_GRACE)
+        elif self.error is not None:
+            result.update(_error_verdict(self, self.error))
+        elif self.skip_reason or self.fail_reason:
+            result.update(verdict="skipped" if self.skip_reason else "failed",
+                          reason=self.skip_reason or self.fail_reason)
+        elif self.restore_mismatch:
+            result.update(verdict="failed", reason="the parent's registers could not be restored exactly")
+        else:
+            result["verdict"] = "safe"
+
+
+def _error_verdict(injection, error):
+    if not injection.tracee.seized:
+        # Refused before anything happened (Yama ptrace_scope 3, a container without CAP_SYS_PTRACE).
+        return {"verdict": "skipped", "reason": "cannot attach: %s" % error}
+    if error.errno == errno.ETIMEDOUT and injection.tracee.stopped_at is None:
+        return {"verdict": "skipped", "reason": "it did not stop within process_timeout (throttled or frozen?): "
+                                                "released untouched"}
+    if error.errno == errno.ESRCH and _ends_soon(injection.proc_root, injection.parent):
+        return {"verdict": "failed", "reason": "the parent ended during the injection"}
+    return {"verdict": "failed", "reason": "injection stopped: %s" % error}
+
+
+def abi_problem(regs):
+    """Only the native ABI: 32-bit code (cs 0x23) would run `syscall` as a compat call, or fault."""
+    if ptrace.audit_arch(regs) is None:
+        return "the parent runs 32-bit code (cs 0x%x): only the native x86_64 ABI is injected" % regs.cs
+    if regs.orig_rax != ptrace.NO_SYSCALL and regs.orig_rax & ptrace.X32_SYSCALL_BIT:
+        return "the parent is in an x32 system call: only the native x86_64 ABI is injected"
+    return None
+
+
+def _traced_by(proc_root, pid, tid):
+    return bool(tid) and procfs.read_status(proc_root, pid).get("TracerPid") == str(tid)
 
 
 def _ends_soon(proc_root, parent, timeout=1.0):
@@ -178,36 +598,17 @@ def _ends_soon(proc_root, parent, timeout=1.0):
         time.sleep(0.01)
 
 
-def _seccomp_verdict(tracee, proc_root, pid, address, targets, saved):
-    if procfs.read_status(proc_root, pid).get("Seccomp", "0") == "0":
-        return True, []
-    try:
-        programs = tracee.seccomp_filters()
-    except ptrace.PtraceError as error:
-        return False, ["filters unreadable (%s)" % error]
-    names = []
-    for _, inner in targets:
-        data = seccomp.seccomp_data(ptrace.NR_WAIT4, seccomp.AUDIT_ARCH_X86_64, address + 2,
-                                    _wait4_args(inner, saved))
-        allowed, names = seccomp.verdict(programs, data)
-        if not allowed:
-            return False, names
-    return True, names
-
-
 def _verify_after(proc_root, parent, before, targets, result):
-    """Zombies gone, parent the same process in the same state class: otherwise say why."""
+    """Zombies gone, parent the same process in the same state class and not stopped: otherwise say why."""
     left = procfs.alive_zombies(proc_root, [zombie for zombie, _ in targets])
     after = procfs.read_stat(proc_root, parent["pid"])
     if after is None or after.start_time != parent["start_time"]:
         result.update(verdict="failed", reason="the parent is gone after the injection")
-    elif _state_class(after.state) != _state_class(before.state):
+    elif after.state in ("t", "T") or _state_class(after.state) != _state_class(before.state):
         result.update(verdict="failed", reason="the parent's state changed from %s to %s" % (before.state,
                                                                                              after.state))
     elif left:
         result.update(verdict="failed", reason="%d zombies still there after wait4" % len(left))
-    elif result.get("restore_mismatch"):
-        result.update(verdict="failed", reason="the parent's registers could not be restored exactly")
     else:
         result.update(verdict="safe", ok=True, reason="reaped %d zombies in place" % len(result["reaped"]))
     return result

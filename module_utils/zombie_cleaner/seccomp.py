@@ -22,6 +22,7 @@ ACTION_NAMES = {
     0x7FC00000: "USER_NOTIF", 0x7FF00000: "TRACE", 0x7FFC0000: "LOG", SECCOMP_RET_ALLOW: "ALLOW",
 }
 MAX_STEPS = 100000                # a BPF program only jumps forward; this is a belt for broken input
+ARG0_OFFSETS = frozenset(range(16, 24))   # args[0] in struct seccomp_data: the one word a reap varies
 _MASK = 0xFFFFFFFF
 
 
@@ -41,8 +42,10 @@ def seccomp_data(nr, arch, instruction_pointer, args):
     return struct.pack("<iIQ6Q", nr, arch, instruction_pointer & 0xFFFFFFFFFFFFFFFF, *args)
 
 
-def run(program, data):
-    """The 32-bit return value of the program on data (struct seccomp_data bytes)."""
+def run(program, data, loads=None):
+    """The 32-bit return value of the program on data (struct seccomp_data bytes).
+
+    loads: a set that receives the offset of every word the program loaded on its way."""
     a = x = 0
     memory = [0] * 16
     pc = 0
@@ -58,6 +61,8 @@ def run(program, data):
                 if k % 4 or k + 4 > len(data):
                     raise FilterError("load at offset %d outside seccomp_data" % k)
                 value = struct.unpack_from("<I", data, k)[0]
+                if loads is not None:
+                    loads.add(k)
             elif mode == 0x00:                                         # IMM
                 value = k
             elif mode == 0x60:                                         # MEM
@@ -143,12 +148,29 @@ def action_name(value):
     return ACTION_NAMES.get(action, "0x%08x" % action)
 
 
-def verdict(programs, data):
+def verdict(programs, data, loads=None):
     """(allowed, [action name per filter]). Allowed only if every filter says ALLOW."""
     names = []
     for program in programs:
         try:
-            names.append(action_name(run(program, data)))
+            names.append(action_name(run(program, data, loads)))
         except FilterError as error:
             names.append("unevaluable (%s)" % error)
     return all(name == "ALLOW" for name in names), names
+
+
+def verdict_for_all(programs, datas):
+    """(allowed, names, evaluations) for a list of seccomp_data that differ only in args[0].
+
+    A cBPF program's path, and so its answer, depends only on the words it loads: if no
+    filter loaded args[0] for the first data, the answer is the same for all of them and one
+    evaluation is enough. Otherwise each is evaluated, up to the first refusal."""
+    loads = set()
+    allowed, names = verdict(programs, datas[0], loads)
+    if not allowed or not loads & ARG0_OFFSETS:
+        return allowed, names, 1
+    for count, data in enumerate(datas[1:], 2):
+        allowed, names = verdict(programs, data)
+        if not allowed:
+            return False, names, count
+    return True, names, len(datas)
