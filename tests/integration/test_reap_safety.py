@@ -1,0 +1,431 @@
+"""Reaping in place must never damage its parent (issue 14): real parents, each test failing on the code before.
+
+Every test ends with the parent alive, untraced (TracerPid 0), not stopped, and its own account of its work
+correct (tests/helpers/reap_c/reap_parent.c checks a computation, its signals, its faults or its rseq
+sections). The parents are compiled here with gcc, as and ld; cgroups are cgroup v1 groups made and removed
+by the test.
+"""
+
+import ctypes
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from ansible.module_utils.zombie_cleaner import procfs, ptrace, reaper, seccomp
+from helpers import reap_parents
+from helpers.reap_parents import Cgroup, Parent
+
+pytestmark = pytest.mark.skipif(not ptrace.machine_supported() or os.geteuid() != 0,
+                                reason="reap in place is x86_64 only and needs root")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return reap_parents.build(str(tmp_path_factory.mktemp("reap_c")))
+
+
+@pytest.fixture
+def made():
+    """Collects parents and cgroups: cgroups thawed, then parents killed, then cgroups removed."""
+    things = []
+    yield things.append
+    for thing in things:
+        if isinstance(thing, Cgroup) and thing.controller == "freezer":
+            thing.thaw()
+    for thing in things:
+        if isinstance(thing, Parent):
+            thing.close()
+    for thing in things:
+        if isinstance(thing, Cgroup):
+            thing.remove()
+
+
+@pytest.fixture
+def c_parent(built, made):
+    def make(mode, zombies=3, cgroup=None):
+        parent = Parent([built["c"], mode, str(zombies)], zombies)
+        made(parent)
+        if cgroup is not None:
+            cgroup.add(parent.pid)
+        return parent
+    return make
+
+
+@pytest.fixture
+def ptrace_calls(monkeypatch):
+    """Every ptrace request made, in order (check mode and refusals before attaching must make none)."""
+    calls = []
+    real = ptrace._ptrace
+
+    def recording(request, pid, addr, data, what):
+        calls.append(request)
+        return real(request, pid, addr, data, what)
+    monkeypatch.setattr(ptrace, "_ptrace", recording)
+    return calls
+
+
+def reap(parent, timeout=5.0, zombies=None, **kwargs):
+    return reaper.reap("/proc", parent.record, parent.zombies() if zombies is None else zombies, timeout, **kwargs)
+
+
+def more_zombies(parent, count):
+    before = len(parent.zombie_pids())
+    assert parent.ask("zombies %d" % count) == "zombies %d" % count
+    deadline = time.monotonic() + 20
+    while len(parent.zombie_pids()) < before + count:
+        assert time.monotonic() < deadline, "zombies of %d" % parent.pid
+        time.sleep(0.01)
+
+
+def assert_computes(parent):
+    """Still working, and what it computed is right."""
+    first = parent.report()
+    time.sleep(0.2)
+    second = parent.report()
+    assert first.get("corrupt", 0) == 0 and second.get("corrupt", 0) == 0, second
+    assert second.get("rounds", 1) > first.get("rounds", 0) or "rounds" not in second, (first, second)
+    return second
+
+
+def assert_quits_cleanly(parent):
+    assert parent.quit() == 0, "the parent saw EINTR (4) or computed wrong (5): %s" % parent.process.returncode
+
+
+# --- item 1: only the native ABI ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_i386_parent_is_refused_before_attaching(built, made, ptrace_calls, dry_run):
+    parent = Parent([built["i386"]], 1)
+    made(parent)
+    zombies = parent.zombies()
+    result = reap(parent, dry_run=dry_run)
+    assert result["verdict"] == "skipped" and not result["ok"], result
+    assert "32-bit i386" in result["reason"] and "only the native ABI" in result["reason"], result
+    assert ptrace_calls == [] and result["stop_seconds"] is None        # check mode tells the truth: no attach
+    assert parent.zombies() == zombies
+    parent.assert_healthy()
+    parent.send("go")
+    assert parent.line() == "1250025000"          # its read was never disturbed, its sum is right
+    assert parent.process.wait(10) == 0
+
+
+def test_64_bit_executable_running_32_bit_code_is_refused(built, made):
+    parent = Parent([built["compat"]], 1)
+    made(parent)
+    zombies = parent.zombies()
+    time.sleep(0.1)                               # in 32-bit code by now
+    result = reap(parent)
+    assert result["verdict"] == "skipped", result
+    assert ("32-bit code (cs 0x23)" in result["reason"]
+            or "not entered with a 64-bit syscall instruction" in result["reason"]), result
+    assert parent.zombies() == zombies
+    parent.assert_healthy()
+    parent.send("go")
+    assert parent.line() == "1250025000"
+    assert parent.process.wait(10) == 0
+
+
+# --- items 2 and 3: registers restored while stopped; never left stopped or traced ------------------------------
+
+
+def test_throttled_parent_with_a_short_timeout_over_many_trials(c_parent, made):
+    throttle = Cgroup("cpu", [("cpu.cfs_period_us", 100000), ("cpu.cfs_quota_us", 1000)])
+    made(throttle)
+    parent = c_parent("busy", 5, cgroup=throttle)
+    outcomes = []
+    for _ in range(20):
+        more_zombies(parent, 10)
+        result = reap(parent, timeout=0.1)
+        outcomes.append(result["reason"])
+        parent.assert_healthy()
+        assert not result.get("left_attached"), result
+    throttle.write("cpu.cfs_quota_us", -1)
+    assert_computes(parent)
+    print("\n".join(sorted(set(outcomes))))
+    assert_quits_cleanly(parent)
+
+
+def test_left_attached_is_reported_and_its_registers_still_restored(c_parent, made, monkeypatch):
+    # A cgroup whose quota a hog uses up at the start of every 1 s period: moved there between the checks and
+    # the step, the parent runs its step only in the next period, long after process_timeout + grace.
+    starved = Cgroup("cpu", [("cpu.cfs_period_us", 1000000), ("cpu.cfs_quota_us", 1000)])
+    made(starved)
+    c_parent("busy", 0, cgroup=starved)
+    reap_parents.wait_for(lambda: "nr_throttled 0" not in starved.read("cpu.stat"), "the hog throttled")
+    parent = c_parent("busy", 3)
+    real_syscall = ptrace.Tracee.syscall
+
+    def starve_then_step(self, saved, address, number, args):
+        starved.add(parent.pid)
+        return real_syscall(self, saved, address, number, args)
+    monkeypatch.setattr(ptrace.Tracee, "syscall", starve_then_step)
+    monkeypatch.setattr(reaper, "RESTORE_GRACE", 0.05, raising=False)
+    result = reap(parent, timeout=0.2)
+    parent.assert_healthy(settle=5.0)             # the tracer thread restored and detached at the next period
+    assert result.get("left_attached") is True and result["verdict"] == "failed", result
+    assert result["reason"].startswith("LEFT ATTACHED"), result
+    with open(os.path.join(os.path.dirname(starved.path), "cgroup.procs"), "w") as handle:
+        handle.write(str(parent.pid))
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+def test_injection_address_that_faults(c_parent, monkeypatch):
+    parent = c_parent("busy", 3)
+    read_only_page = int(parent.ready.split()[1], 16)      # holds 0f 05, readable, never executable
+    monkeypatch.setattr(ptrace, "find_syscall_instruction", lambda pid, proc_root="/proc": (read_only_page,
+                                                                                          "a read-only page"))
+    result = reap(parent)
+    parent.assert_healthy()
+    assert result["verdict"] == "failed" and "SIGSEGV" in result["reason"] and "before it ran" in result["reason"]
+    assert result["signals_passed"] == [] and result["reaped"] == []   # our fault: not delivered, not re-stepped
+    assert len(parent.zombie_pids()) == 3
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+def test_parent_frozen_just_after_the_checks_is_released_at_once(c_parent, made, monkeypatch):
+    freezer = Cgroup("freezer")
+    made(freezer)
+    parent = c_parent("busy", 3, cgroup=freezer)
+    real_find = ptrace.find_syscall_instruction
+
+    def freeze_after_the_checks(pid, proc_root="/proc"):
+        found = real_find(pid, proc_root)
+        freezer.freeze()
+        return found
+    monkeypatch.setattr(ptrace, "find_syscall_instruction", freeze_after_the_checks)
+    result = reap(parent, timeout=0.5)
+    assert result["verdict"] == "skipped" and "did not stop" in result["reason"], result
+    assert reap_parents.status(parent.pid)["TracerPid"].strip() == "0"     # released while still frozen
+    freezer.thaw()
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+# --- item 4: no EINTR in a program that never asked for it -----------------------------------------------------
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_parent_blocked_in_epoll_wait_is_left_alone(c_parent, ptrace_calls, dry_run):
+    parent = c_parent("epoll", 3)
+    time.sleep(0.1)
+    result = reap(parent, dry_run=dry_run)
+    assert result["verdict"] == "skipped" and "blocked in epoll_wait" in result["reason"], result
+    assert ptrace_calls == []
+    parent.assert_healthy()
+    assert parent.ask("poke") == "poked"
+    time.sleep(0.1)
+    assert parent.report()["events"] == 1
+    assert_quits_cleanly(parent)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_parent_blocked_in_sigwaitinfo_is_left_alone(c_parent, ptrace_calls, dry_run):
+    parent = c_parent("sigwait", 3)
+    time.sleep(0.1)
+    result = reap(parent, dry_run=dry_run)
+    assert result["verdict"] == "skipped" and "blocked in rt_sigtimedwait" in result["reason"], result
+    assert ptrace_calls == []
+    parent.assert_healthy()
+    sigqueue(parent.pid, signal.SIGUSR1, 1)
+    time.sleep(0.1)
+    report = parent.report()
+    assert report["signals"] == 1 and report["queued"] == 1 and report["pid"] == os.getpid(), report
+    assert_quits_cleanly(parent)
+
+
+def test_busy_event_loop_never_sees_eintr(c_parent):
+    # Work, then a short epoll_wait, over and over: the stop often lands just as it enters epoll_wait.
+    parent = c_parent("epoll-busy", 2)
+    outcomes = []
+    for _ in range(60):
+        more_zombies(parent, 2)
+        result = reap(parent)
+        outcomes.append(result["reason"] + "".join("; " + item for item in result.get("adjustments", [])))
+        assert parent.process.poll() is None, "the event loop saw EINTR: %s" % outcomes
+        parent.assert_healthy()
+    assert_computes(parent)
+    print("\n".join(sorted(set(outcomes))))
+    assert_quits_cleanly(parent)
+
+
+# --- item 5: signals keep their meaning -------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+
+
+def sigqueue(pid, sig, value):
+    assert _libc.sigqueue(pid, sig, value) == 0, os.strerror(ctypes.get_errno())
+
+
+def test_sigqueue_payloads_arrive_intact_during_the_hold(c_parent):
+    parent = c_parent("sigqueue", 200)
+    sent = []
+
+    def send_while_held():
+        # Wait for the tracer, then queue 100 payloads while the parent is held.
+        deadline = time.monotonic() + 5
+        while reap_parents.status(parent.pid)["TracerPid"].strip() == "0" and time.monotonic() < deadline:
+            pass
+        for value in range(1, 101):
+            sigqueue(parent.pid, signal.SIGRTMIN + 1, value)
+            sent.append(value)
+    sender = threading.Thread(target=send_while_held)
+    sender.start()
+    result = reap(parent)
+    sender.join()
+    parent.assert_healthy()
+    assert not result.get("left_attached"), result
+    deadline = time.monotonic() + 5
+    while parent.report()["signals"] < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    report = parent.report()
+    assert report["signals"] == 100 and report["ordered"] == 1, report        # none lost, none doubled
+    assert report["queued"] == 1 and report["pid"] == os.getpid(), report     # si_code SI_QUEUE, si_pid ours
+    assert report["corrupt"] == 0
+    assert result.get("signals_passed"), "no signal arrived during the hold: %s" % result
+    assert_quits_cleanly(parent)
+
+
+def test_parent_taking_sigsegv_on_purpose_gets_each_fault_once(c_parent):
+    parent = c_parent("segv", 5)
+    passed = []
+    for _ in range(10):
+        more_zombies(parent, 20)
+        result = reap(parent)
+        passed += result.get("signals_passed", [])
+        parent.assert_healthy()
+    report = parent.report()
+    assert report["spurious"] == 0, report                  # no SIGSEGV re-sent by pid after the detach
+    assert report["writes"] <= report["faults"] <= report["writes"] + 1, report
+    assert report["corrupt"] == 0
+    assert signal.SIGSEGV in passed, "no fault arrived during a hold: %s" % passed
+    assert_quits_cleanly(parent)
+
+
+# --- item 6: rseq -------------------------------------------------------------------------------------------------
+
+
+def test_rseq_critical_section_stopped_is_aborted_not_committed(c_parent):
+    parent = c_parent("rseq", 5)
+    adjustments = []
+    for _ in range(15):
+        more_zombies(parent, 5)
+        result = reap(parent)
+        adjustments += result.get("adjustments", [])
+        parent.assert_healthy()
+    report = parent.report()
+    assert report["observed"] > 0, "the watcher never saw the leader stopped in a critical section: %s" % report
+    assert report["stopped_committed"] == 0, report          # committed across the stop: per-CPU data corrupt
+    assert report["stopped_aborted"] > 0, report
+    assert any("rseq critical section" in item for item in adjustments), adjustments
+    assert_quits_cleanly(parent)
+
+
+# --- item 7: seccomp fails closed ----------------------------------------------------------------------------------
+
+
+def test_non_utf8_comm_under_a_kill_on_wait4_filter(c_parent, monkeypatch):
+    parent = c_parent("nonutf8", 3)
+    assert b"\xff\xfe-zc-" in open("/proc/%d/comm" % parent.pid, "rb").read()
+    result = reap(parent)
+    assert result["verdict"] == "skipped" and "KILL_PROCESS" in result["reason"], result
+    parent.assert_healthy()
+    real_status = procfs.read_status
+
+    def status_saying(seccomp_field):
+        def read_status(proc_root, pid):
+            fields = real_status(proc_root, pid)
+            if pid == parent.pid:
+                fields.pop("Seccomp", None)
+                if seccomp_field is not None:
+                    fields["Seccomp"] = seccomp_field
+            return fields
+        return read_status
+    # Unknown means refuse, before attaching.
+    monkeypatch.setattr(procfs, "read_status", status_saying(None))
+    result = reap(parent)
+    assert result["verdict"] == "skipped" and "seccomp mode is unknown" in result["reason"], result
+    assert result["stop_seconds"] is None
+    # A status that says no filter is not believed alone: the stopped thread's own mode is taken too.
+    monkeypatch.setattr(procfs, "read_status", status_saying("0"))
+    result = reap(parent)
+    assert result["verdict"] == "skipped" and "seccomp mode is unclear" in result["reason"], result
+    parent.assert_healthy()
+    assert len(parent.zombie_pids()) == 3
+    assert_quits_cleanly(parent)
+
+
+# --- item 8: check mode and dry run never attach -------------------------------------------------------------------
+
+
+def test_dry_run_never_attaches_and_says_when_the_filter_is_evaluated(c_parent, ptrace_calls):
+    plain, filtered = c_parent("busy", 2), c_parent("filter-nr", 2)
+    for parent in (plain, filtered):
+        result = reap(parent, dry_run=True)
+        assert result["ok"] and result["verdict"] == "safe" and result["stop_seconds"] is None, result
+        assert len(parent.zombie_pids()) == 2
+    assert reap(plain, dry_run=True)["reason"] == "would reap 2 zombies in place"
+    assert reap(filtered, dry_run=True)["reason"] == ("would reap 2 zombies in place; its seccomp filter is "
+                                                      "evaluated when acting")
+    assert ptrace_calls == []
+    plain.assert_healthy()
+    filtered.assert_healthy()
+
+
+# --- item 9: a short stop: the filters evaluated once per parent ---------------------------------------------------
+
+
+def test_seccomp_filters_are_evaluated_once_unless_they_read_the_pid(c_parent, monkeypatch):
+    calls = []
+    real = seccomp.verdict
+
+    def counting(programs, data, *loads):
+        calls.append(data)
+        return real(programs, data, *loads)
+    monkeypatch.setattr(seccomp, "verdict", counting)
+    # filter-nr never reads wait4's pid: one evaluation for 60 zombies. filter-arg does: one per zombie.
+    for mode, evaluations in (("filter-nr", 1), ("filter-arg", 60)):
+        parent = c_parent(mode, 60)
+        del calls[:]
+        result = reap(parent)
+        assert result["ok"] and len(result["reaped"]) == 60, result
+        assert result["seccomp"] == ["ALLOW"]
+        assert len(calls) == evaluations, (mode, len(calls))
+        assert result["stop_seconds"] >= result["inject_seconds"] > 0
+        parent.assert_healthy()
+        assert_computes(parent)
+        assert_quits_cleanly(parent)
+
+
+# --- item 10: children made by clone() without SIGCHLD --------------------------------------------------------------
+
+
+def test_clone_children_without_sigchld_are_reaped(c_parent):
+    parent = c_parent("clone", 5)
+    result = reap(parent)
+    assert result["ok"] and len(result["reaped"]) == 5, result
+    assert parent.zombie_pids() == []
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+# --- the single step's SIGTRAP: never forced on a parent that ignores it ------------------------------------------
+
+
+def test_parent_that_ignores_sigtrap_is_refused_and_keeps_ignoring_it(c_parent):
+    parent = c_parent("sigtrap-ignored", 2)
+    result = reap(parent)
+    assert result["verdict"] == "skipped" and "ignores SIGTRAP" in result["reason"], result
+    assert int(reap_parents.status(parent.pid)["SigIgn"], 16) & (1 << (signal.SIGTRAP - 1))
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
