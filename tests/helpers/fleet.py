@@ -5,7 +5,7 @@ import os
 import shutil
 import sys
 
-from helpers.ansible_run import ROOT, playbook
+from helpers.ansible_run import BACK_TO_BACK, ROOT, playbook
 
 sys.path.insert(0, os.path.join(ROOT, "tests", "fleet"))
 from fleet import Fleet  # noqa: E402  (tests/fleet is a script directory, not a package)
@@ -29,7 +29,7 @@ class TestFleet(Fleet):
             self.start(name)
 
     def playbook(self, name, *args, env=None, check=True):
-        return playbook("playbooks/%s" % name if "/" not in name else name, "-i", self.inventory, *args,
+        return playbook("playbooks/%s" % name if "/" not in name else name, "-i", self.inventory, *BACK_TO_BACK, *args,
                         env=dict(self.env(), **(env or {})), check=check)
 
     def state(self, name):

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from helpers import browser, containers
-from helpers.ansible_run import playbook
+from helpers.ansible_run import BACK_TO_BACK, playbook
 from helpers.node_exporter import free_port
 from helpers.procfixture import FakeNode
 from helpers.zombies import start_time, wait_for, zombie_children
@@ -27,6 +27,7 @@ def crio_node(root):
     node.add(411, 410, "sh", state="Z")
     node.add(412, 410, "sh", state="Z")
     node.pids_cgroup(cgroup, 250, 256)
+    node.conmon_userdata(node.crio, CRIO_ID, conmon_pid=400, init_pid=410)   # CRI-O's own record of its conmon
     return node
 
 
@@ -74,7 +75,7 @@ def test_fleet_report_shows_nodes_containers_offenders_and_unreachable(runtimes,
     cleanup(protected)
     crio = crio_node(tmp_path / "crio")
     hosts = inventory(tmp_path, crio)
-    common = ["-i", hosts, "-e", "zombie_cleaner_confirm_count=2", "-e", "zombie_cleaner_container_timeout=3s",
+    common = ["-i", hosts, *BACK_TO_BACK, "-e", "zombie_cleaner_confirm_count=2", "-e", "zombie_cleaner_container_timeout=3s",
               "-e", "zombie_cleaner_replacement_wait=1s"]
     for _ in range(4):
         run = playbook("playbooks/site.yml", *common, check=False)
