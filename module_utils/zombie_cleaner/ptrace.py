@@ -7,7 +7,9 @@ Only what running one syscall inside another process needs. ptrace binds a
 tracee to the tracer *thread*: every call for one Tracee must come from the
 thread that seized it, and the end of that thread releases the tracee (the
 kernel detaches the tracees of an exiting thread). reaper runs each injection
-in a short-lived thread of its own for that reason.
+in a short-lived thread of its own for that reason. Stops are reported to every
+thread of the tracer's process: nothing else in the module may waitpid() the
+tracee's pid (or -1) meanwhile, or it takes the stops.
 
 Signals keep their meaning: one that arrives while the tracee is held is
 passed through with its own siginfo (PTRACE_CONT / PTRACE_DETACH with the
@@ -371,10 +373,11 @@ class Tracee:
 
         Called with the registers already restored: the trap is synchronous, so it is dequeued before
         any other signal and before returning to user mode; a signal that comes instead is the
-        tracee's own and is returned to be passed through."""
+        tracee's own and is returned to be passed through. No time limit: detached with the trap
+        still queued, the tracee would die of it, so a throttled tracee is waited for."""
         _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")
         self.stopped = False
-        stop = self.wait_stop(time.monotonic() + 1.0)
+        stop = self.wait_stop(None)
         self.step_pending = False
         if stop.kind == "signal" and not _caused_by_us(stop):
             return stop.sig

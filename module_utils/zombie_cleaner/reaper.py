@@ -166,16 +166,16 @@ def blocked_call_problem(proc_root, pid):
     if number in NOT_RESTARTED:
         return ("its leader is blocked in %s, which a ptrace stop ends with EINTR: left alone this run"
                 % NOT_RESTARTED[number])
-    return _socket_problem(pid, number, args[0])
+    return _socket_problem(proc_root, pid, number, args[0])
 
 
-def _socket_problem(pid, number, fd):
+def _socket_problem(proc_root, pid, number, fd):
     option = SO_RCVTIMEO if number in SOCKET_RECEIVE else SO_SNDTIMEO if number in SOCKET_SEND else None
     if option is None:
         return None
     name = (SOCKET_RECEIVE if option == SO_RCVTIMEO else SOCKET_SEND)[number]
     try:
-        timeout = _socket_timeout(pid, fd, option)
+        timeout = _socket_timeout(proc_root, pid, fd, option)
     except OSError as error:
         return "its leader is blocked in %s and its socket's timeout is unreadable (%s)" % (name, error.strerror)
     if timeout:
@@ -184,11 +184,11 @@ def _socket_problem(pid, number, fd):
     return None
 
 
-def _socket_timeout(pid, fd, option):
+def _socket_timeout(proc_root, pid, fd, option):
     """The socket's SO_RCVTIMEO/SO_SNDTIMEO as bytes (all zero: none); None if fd is not a socket.
 
     A copy of the descriptor (pidfd_getfd) is read and closed: the parent is not stopped or changed."""
-    if not os.readlink("/proc/%d/fd/%d" % (pid, fd)).startswith("socket:"):
+    if not os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd)).startswith("socket:"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = os.pidfd_open(pid)
