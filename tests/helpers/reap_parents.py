@@ -7,8 +7,6 @@ what it computed (reap_c/reap_parent.c says what each mode checks).
 
 import os
 import select
-import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -106,14 +104,17 @@ class Parent:
         return [{"pid": pid, "start_time": start_time(pid), "ppid": self.pid} for pid in self.zombie_pids()]
 
     def health(self):
-        """{"alive", "tracer", "state"}: what every test asserts on afterwards."""
-        if self.process.poll() is not None:
-            return {"alive": False, "exit": self.process.returncode, "tracer": None, "state": None}
+        """{"alive", "tracer", "state"}: what every test asserts on afterwards.
+
+        Read from /proc, never with waitpid: this test process is the parent's parent and, through
+        reaper's tracer thread, its tracer too; a waitpid here (Popen.poll) would take the tracer's
+        ptrace stops, which Popen then mistakes for a death by SIGTRAP."""
         try:
             fields = status(self.pid)
         except OSError:
             return {"alive": False, "tracer": None, "state": None}
-        return {"alive": True, "tracer": int(fields["TracerPid"]), "state": fields["State"].split()[0]}
+        state = fields["State"].split()[0]
+        return {"alive": state not in ("Z", "X"), "tracer": int(fields["TracerPid"]), "state": state}
 
     def assert_healthy(self, settle=2.0):
         """Alive, untraced and not stopped (waiting up to `settle` for the kernel to finish a release)."""
@@ -127,7 +128,7 @@ class Parent:
 
     def quit(self, timeout=20):
         """Ask it to reap everything and exit; its exit status (0, or 4 EINTR, 5 wrong computation)."""
-        if self.process.poll() is None:
+        if self.health()["alive"]:
             try:
                 self.send("quit")
             except (BrokenPipeError, ValueError):
@@ -201,10 +202,3 @@ def cgroup_v1_available(controller):
     return os.path.isdir(os.path.join(CGROUP_ROOT, controller)) and os.access(
         os.path.join(CGROUP_ROOT, controller), os.W_OK)
 
-
-def kill_quietly(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGKILL)
-
-
-__all__ = ["build", "Parent", "Cgroup", "children", "status", "shutil"]

@@ -7,8 +7,11 @@ by the test.
 """
 
 import ctypes
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -174,6 +177,37 @@ def test_left_attached_is_reported_and_its_registers_still_restored(c_parent, ma
     assert_quits_cleanly(parent)
 
 
+# The module as Ansible runs it: one process, killed with SIGTERM when its time is up.
+MODULE = r'''
+import json, sys
+import ansible.module_utils
+ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
+from ansible.module_utils.zombie_cleaner import reaper
+print(json.dumps(reaper.reap("/proc", json.loads(sys.argv[2]), json.loads(sys.argv[3]), 30.0)), flush=True)
+'''
+
+
+def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_parent):
+    parent = c_parent("busy", 300)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    module = subprocess.Popen([sys.executable, "-c", MODULE, root, json.dumps(parent.record),
+                               json.dumps(parent.zombies())], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not (reap_parents.status(parent.pid)["State"].split()[0] == "t" and len(parent.zombie_pids()) < 290):
+            # Held, and some zombies gone: the injection is under way.
+            assert module.poll() is None and time.monotonic() < deadline, "the module never got under way"
+        module.send_signal(signal.SIGTERM)
+        assert module.wait(20) == -signal.SIGTERM     # it dies, but only once the parent has its registers back
+    finally:
+        module.kill()
+        module.wait()
+        module.stdout.close()
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
 def test_injection_address_that_faults(c_parent, monkeypatch):
     parent = c_parent("busy", 3)
     read_only_page = int(parent.ready.split()[1], 16)      # holds 0f 05, readable, never executable
@@ -240,6 +274,22 @@ def test_parent_blocked_in_sigwaitinfo_is_left_alone(c_parent, ptrace_calls, dry
     assert_quits_cleanly(parent)
 
 
+def test_socket_read_with_a_timeout_is_left_alone_without_one_it_is_reaped(c_parent):
+    timed = c_parent("recv-timeout", 3)
+    plain = c_parent("recv", 3)
+    time.sleep(0.1)
+    result = reap(timed)
+    assert result["verdict"] == "skipped" and "recvfrom on a socket with a timeout" in result["reason"], result
+    result = reap(plain)                          # without a timeout the kernel restarts recv itself
+    assert result["ok"] and len(result["reaped"]) == 3, result
+    for parent in (timed, plain):
+        parent.assert_healthy()
+        assert parent.ask("poke") == "poked"
+        time.sleep(0.1)
+        assert parent.report()["events"] == 1
+        assert_quits_cleanly(parent)
+
+
 def test_busy_event_loop_never_sees_eintr(c_parent):
     # Work, then a short epoll_wait, over and over: the stop often lands just as it enters epoll_wait.
     parent = c_parent("epoll-busy", 2)
@@ -248,7 +298,7 @@ def test_busy_event_loop_never_sees_eintr(c_parent):
         more_zombies(parent, 2)
         result = reap(parent)
         outcomes.append(result["reason"] + "".join("; " + item for item in result.get("adjustments", [])))
-        assert parent.process.poll() is None, "the event loop saw EINTR: %s" % outcomes
+        assert parent.health()["alive"], "the event loop saw EINTR: %s" % outcomes
         parent.assert_healthy()
     assert_computes(parent)
     print("\n".join(sorted(set(outcomes))))

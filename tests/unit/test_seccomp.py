@@ -67,3 +67,36 @@ def test_parse_reads_struct_sock_filter():
     assert seccomp.parse(raw) == [(0x20, 0, 0, 4), (0x06, 0, 0, ALLOW)]
     with pytest.raises(seccomp.FilterError):
         seccomp.parse(raw[:-1])
+
+
+# One evaluation per parent (issue 14): the data of a reap differ only in args[0], the zombie's pid.
+READS_NR_ONLY = [(0x20, 0, 0, 0), (0x15, 0, 1, 165), (0x06, 0, 0, ERRNO), (0x06, 0, 0, ALLOW)]
+REFUSES_PID_ONE = [(0x20, 0, 0, 0), (0x15, 0, 3, 61), (0x20, 0, 0, 16), (0x15, 0, 1, 1), (0x06, 0, 0, ERRNO),
+                   (0x06, 0, 0, ALLOW)]
+
+
+def pids(*values):
+    return [data(args=(value, 0, 0x40000001, 0, 0, 0)) for value in values]
+
+
+def test_loads_are_reported():
+    loads = set()
+    seccomp.run(REFUSES_PID_ONE, data(), loads)
+    assert loads == {0, 16}
+    loads = set()
+    seccomp.run(REFUSES_PID_ONE, data(nr=39), loads)
+    assert loads == {0}                                   # the path that returned never looked at args[0]
+
+
+def test_a_filter_that_never_reads_the_pid_is_evaluated_once():
+    assert seccomp.verdict_for_all([READS_NR_ONLY, TYPICAL], pids(*range(2, 302))) == (True, ["ALLOW", "ALLOW"], 1)
+
+
+def test_a_filter_that_reads_the_pid_is_evaluated_for_each_up_to_the_first_refusal():
+    assert seccomp.verdict_for_all([REFUSES_PID_ONE], pids(5, 6, 7)) == (True, ["ALLOW"], 3)
+    assert seccomp.verdict_for_all([REFUSES_PID_ONE], pids(5, 1, 7)) == (False, ["ERRNO"], 2)
+    assert seccomp.verdict_for_all([REFUSES_PID_ONE], pids(1, 5)) == (False, ["ERRNO"], 1)
+
+
+def test_a_refusal_of_the_first_is_final_whatever_it_read():
+    assert seccomp.verdict_for_all([[(0x06, 0, 0, KILL)]], pids(5, 6)) == (False, ["KILL_PROCESS"], 1)

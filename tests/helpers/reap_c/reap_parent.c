@@ -13,7 +13,7 @@
  * never expects it, 5 = a computation came out wrong.
  *
  * Modes: busy (a checked computation), epoll (epoll_wait, no timeout), epoll-busy (work, then short
- * epoll_waits), sigwait (sigwaitinfo, no handler), sigqueue (busy, SA_SIGINFO handler for SIGRTMIN+1
+ * epoll_waits), recv and recv-timeout (recv on a socket, without and with SO_RCVTIMEO), sigwait (sigwaitinfo, no handler), sigqueue (busy, SA_SIGINFO handler for SIGRTMIN+1
  * recording every payload), segv (takes SIGSEGV faults on purpose, handler fixes them up), rseq (glibc's rseq
  * area, a long critical section, a watcher thread that notes the section the leader was stopped in),
  * nonutf8 (a comm that is not UTF-8 and a seccomp filter that kills on wait4), filter-nr and filter-arg
@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/rseq.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +108,29 @@ static void epoll_loop(int timeout_ms, int work)
             read(pipe_fds[0], &byte, 1);
             events++;
         }
+    }
+}
+
+/* --- a socket read, with or without a receive timeout (SO_RCVTIMEO: EINTR after a ptrace stop) -------- */
+
+static int socket_fds[2];
+
+static void recv_loop(int with_timeout)
+{
+    struct timeval timeout = {.tv_sec = 3600};
+    if (with_timeout)
+        setsockopt(socket_fds[0], SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    while (!stop_work) {
+        char byte;
+        if (recv(socket_fds[0], &byte, 1, 0) < 0) {
+            if (errno == EINTR) {
+                printf("EINTR from recv\n");
+                fflush(stdout);
+                _exit(4);
+            }
+            continue;
+        }
+        events++;
     }
 }
 
@@ -357,6 +381,7 @@ static void *control(void *arg)
             printf("zombies %d\n", count);
         } else if (!strncmp(line, "poke", 4)) {
             write(pipe_fds[1], "x", 1);
+            send(socket_fds[1], "x", 1, 0);
             printf("poked\n");
         } else if (!strncmp(line, "report", 6)) {
             report();
@@ -374,6 +399,7 @@ static void prepare(void)
     struct sigaction action = {0};
     sigset_t set;
     pipe(pipe_fds);
+    socketpair(AF_UNIX, SOCK_STREAM, 0, socket_fds);
     fault_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     memcpy(fault_page, "\x0f\x05", 2);                     /* a `syscall` instruction, never executable */
     mprotect(fault_page, 4096, PROT_READ);
@@ -426,6 +452,8 @@ int main(int argc, char **argv)
         sigwait_loop();
     else if (!strcmp(mode, "segv"))
         segv_loop();
+    else if (!strcmp(mode, "recv") || !strcmp(mode, "recv-timeout"))
+        recv_loop(!strcmp(mode, "recv-timeout"));
     else if (!strcmp(mode, "rseq"))
         rseq_loop();
     else
