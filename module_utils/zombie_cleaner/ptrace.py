@@ -337,8 +337,12 @@ class Tracee:
         regs.rax, regs.orig_rax, regs.rip = number, NO_SYSCALL, syscall_address
         args = [value & 0xFFFFFFFFFFFFFFFF for value in args] + [0] * (6 - len(args))
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = args
-        self.set_registers(regs)
-        _ptrace(PTRACE_SINGLESTEP, self.pid, None, None, "PTRACE_SINGLESTEP")
+        self.modified = True
+        call = _call or _load()                # straight to libc: this runs once per zombie while it waits
+        if call(PTRACE_SETREGS, self.pid, 0, self._regs_address) == -1:
+            raise PtraceError("PTRACE_SETREGS", ctypes.get_errno())
+        if call(PTRACE_SINGLESTEP, self.pid, 0, 0) == -1:
+            raise PtraceError("PTRACE_SINGLESTEP", ctypes.get_errno())
         self.stopped = False
         stop = self._wait_step()
         after = syscall_address + len(SYSCALL_INSTRUCTION)

@@ -191,20 +191,23 @@ def _socket_timeout(proc_root, pid, fd, option):
     if not os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd)).startswith("socket:"):
         return None
     libc = ctypes.CDLL(None, use_errno=True)
-    pidfd = os.pidfd_open(pid)
+    pidfd = _checked(libc.syscall(434, pid, 0))          # pidfd_open (os.pidfd_open needs Python 3.9)
     try:
-        copy = libc.syscall(438, pidfd, fd, 0)          # pidfd_getfd
-        if copy < 0:
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        copy = _checked(libc.syscall(438, pidfd, fd, 0))  # pidfd_getfd
     finally:
         os.close(pidfd)
     try:
         value, size = ctypes.create_string_buffer(16), ctypes.c_uint(16)
-        if libc.getsockopt(copy, 1, option, value, ctypes.byref(size)) != 0:     # SOL_SOCKET
-            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        _checked(libc.getsockopt(copy, 1, option, value, ctypes.byref(size)))        # SOL_SOCKET
         return any(value.raw[:size.value])
     finally:
         os.close(copy)
+
+
+def _checked(result):
+    if result < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return result
 
 
 def namespace_pid(proc_root, zombie_pid, parent_levels):
@@ -569,7 +572,9 @@ def _error_verdict(injection, error):
         return {"verdict": "skipped", "reason": "it did not stop within process_timeout (throttled or frozen?): "
                                                 "released untouched"}
     if error.errno == errno.ESRCH and _ends_soon(injection.proc_root, injection.parent):
-        return {"verdict": "failed", "reason": "the parent ended during the injection"}
+        passed = injection.tracee.passed_signals
+        return {"verdict": "failed", "reason": "the parent ended during the injection%s" % (
+            ", after its own signal %s was passed through to it" % passed[-1] if passed else "")}
     return {"verdict": "failed", "reason": "injection stopped: %s" % error}
 
 
