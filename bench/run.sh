@@ -13,3 +13,4 @@ python bench/scan_scale.py
 python bench/attribution.py
 python bench/memory.py
 python bench/fleet_cost.py
+python bench/reap_stop.py
