@@ -401,15 +401,24 @@ class _Injection:
         problem = seccomp_mode_problem(status) or sigtrap_problem(status)
         if problem:
             return problem
-        count = self.tracee.seccomp_filter_count()
+        # While the leader is stopped only another thread can add a filter (SECCOMP_FILTER_FLAG_TSYNC).
+        self.threads = int(status.get("Threads", "2") or 2)
+        try:
+            count = self.tracee.seccomp_filter_count()
+        except ptrace.PtraceError as error:
+            if error.errno != errno.EIO or status["Seccomp"] != "0":
+                return "its seccomp filters cannot be read (%s)" % error
+            # A kernel without PTRACE_SECCOMP_GET_FILTER (no CONFIG_CHECKPOINT_RESTORE): the status, read
+            # while the leader is stopped, is all there is.
+            self.filter_count = None
+            return None
         if (count is not None) != (status["Seccomp"] == "2"):
             return "its seccomp mode is unclear (status says %s, ptrace %s)" % (
                 status["Seccomp"], "filter" if count is not None else "no filter")
         self.filter_count = count or 0
-        # While the leader is stopped only another thread can add a filter (SECCOMP_FILTER_FLAG_TSYNC).
-        self.threads = int(status.get("Threads", "2") or 2)
-        if not count:
-            return None
+        return self._filter_problem() if count else None
+
+    def _filter_problem(self):
         programs = self.tracee.seccomp_filters()
         datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, ptrace.audit_arch(self.saved), self.address + 2,
                                       wait4_args(inner)) for _, inner in self.remaining]
@@ -447,25 +456,35 @@ class _Injection:
     def _rseq_problem(self):
         """Inside an rseq critical section the kernel would move the IP to its abort handler: so do we."""
         try:
-            config = self.tracee.rseq_configuration()
-            if not config.pointer:
-                return None
-            descriptor = struct.unpack("<Q", self._read(config.pointer + 8, 8))[0]
-            if not descriptor:
-                return None
-            version, flags, start, length, abort = struct.unpack("<IIQQQ", self._read(descriptor, 32))
-            if not start <= self.saved.rip < start + length:
-                return None
-            signature = struct.unpack("<I", self._read(abort - 4, 4))[0]
+            section = self._rseq_section()
         except (ptrace.PtraceError, OSError) as error:
-            return "its rseq area is unreadable (%s)" % error
-        valid = version == 0 and flags == 0 and abort - start >= length and signature == config.signature
+            if isinstance(error, ptrace.PtraceError) and error.errno == errno.EIO and _kernel_at_least(5, 13):
+                return None          # the request exists since 5.13: EIO there means a kernel without rseq
+            return "it cannot be told whether it is inside an rseq critical section (%s)" % error
+        if section is None:
+            return None
+        version, flags, start, length, abort, signature, expected = section
+        valid = version == 0 and flags == 0 and abort - start >= length and signature == expected
         if not valid or self.final.orig_rax != ptrace.NO_SYSCALL:
             return "it is inside an rseq critical section the kernel would not abort cleanly"
         self.final.rip = abort
         self.adjustments.append("rseq critical section at 0x%x aborted to 0x%x, as the kernel does" % (
             self.saved.rip, abort))
         return None
+
+    def _rseq_section(self):
+        """The rseq_cs descriptor the saved IP is inside of, with the abort signature, or None."""
+        config = self.tracee.rseq_configuration()
+        if not config.pointer:
+            return None
+        descriptor = struct.unpack("<Q", self._read(config.pointer + 8, 8))[0]      # struct rseq.rseq_cs
+        if not descriptor:
+            return None
+        version, flags, start, length, abort = struct.unpack("<IIQQQ", self._read(descriptor, 32))
+        if not start <= self.saved.rip < start + length:
+            return None
+        signature = struct.unpack("<I", self._read(abort - 4, 4))[0]
+        return version, flags, start, length, abort, signature, config.signature
 
     def _instruction_problem(self):
         try:
@@ -478,12 +497,13 @@ class _Injection:
     def _inject(self):
         """wait4 for each remaining zombie. Returns a signal of the parent's own to pass through, or 0."""
         started = time.monotonic()
+        recount = self.threads > 1 and self.filter_count is not None
         try:
             while self.remaining:
                 if time.monotonic() > self.deadline:
                     self.fail_reason = "process_timeout reached during the injection"
                     return 0
-                if self.threads > 1 and not self.tracee.seccomp_unchanged(self.filter_count):
+                if recount and not self.tracee.seccomp_unchanged(self.filter_count):
                     self.fail_reason = "a seccomp filter was added while the parent was stopped"
                     return 0
                 zombie, inner = self.remaining[0]
@@ -585,6 +605,13 @@ def abi_problem(regs):
     if regs.orig_rax != ptrace.NO_SYSCALL and regs.orig_rax & ptrace.X32_SYSCALL_BIT:
         return "the parent is in an x32 system call: only the native x86_64 ABI is injected"
     return None
+
+
+def _kernel_at_least(*wanted):
+    try:
+        return tuple(int(part) for part in os.uname().release.split("-")[0].split(".")[:2]) >= wanted
+    except ValueError:
+        return False
 
 
 def _traced_by(proc_root, pid, tid):

@@ -7,6 +7,7 @@ by the test.
 """
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -411,6 +412,29 @@ def test_non_utf8_comm_under_a_kill_on_wait4_filter(c_parent, monkeypatch):
     parent.assert_healthy()
     assert len(parent.zombie_pids()) == 3
     assert_quits_cleanly(parent)
+
+
+def test_kernels_that_cannot_answer_fail_closed(c_parent, monkeypatch):
+    """Without PTRACE_GET_RSEQ_CONFIGURATION (before Linux 5.13) nobody can tell whether the parent is inside an
+    rseq critical section; without PTRACE_SECCOMP_GET_FILTER a filter cannot be evaluated."""
+    plain, filtered = c_parent("busy", 2), c_parent("filter-nr", 2)
+
+    def unsupported(*args):
+        raise ptrace.PtraceError("request", errno.EIO)
+    monkeypatch.setattr(ptrace.Tracee, "rseq_configuration", unsupported)
+    monkeypatch.setattr(reaper, "_kernel_at_least", lambda *version: False)
+    result = reap(plain)
+    assert result["verdict"] == "skipped" and "rseq critical section" in result["reason"], result
+    monkeypatch.setattr(reaper, "_kernel_at_least", lambda *version: True)       # 5.13+: EIO means no rseq
+    monkeypatch.setattr(ptrace.Tracee, "seccomp_filter_count", unsupported)
+    result = reap(filtered)
+    assert result["verdict"] == "skipped" and "seccomp filters cannot be read" in result["reason"], result
+    result = reap(plain)                                    # no filter by its status, read while it is stopped
+    assert result["ok"] and len(result["reaped"]) == 2, result
+    for parent in (plain, filtered):
+        parent.assert_healthy()
+        assert_computes(parent)
+        assert_quits_cleanly(parent)
 
 
 # --- item 8: check mode and dry run never attach -------------------------------------------------------------------
