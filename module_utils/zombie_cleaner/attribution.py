@@ -18,10 +18,14 @@ or signal is ever aimed at the id it claims.
 
 from __future__ import annotations
 
+import re
+
 from ansible.module_utils.zombie_cleaner import cgroups, procfs, runtimes, trust
 
 # Who does not reap: decides later which remediation can cure it.
 APPLICATION = "application"   # the container's own process: restart or tini cures it
+EXEC = "exec"                 # exec'd into the container (an exec probe, kubectl exec): its own advice
+CURABLE = (APPLICATION, EXEC)  # a restart of the container ends them too
 RUNTIME = "runtime"           # shim, runc, crun, conmon: a runtime fault
 HOST = "host"                 # a host process (kubelet, an exec helper, init)
 
@@ -146,7 +150,9 @@ class Attributor:
                 and trust.host_binary(self.proc_root, parent.pid)):
             return RUNTIME
         if found and found[0] == shim_pid:
-            return APPLICATION
+            # Below the container's init: the application. Below another child of the shim: an exec'd
+            # process (runc exec's process is adopted by the subreaper shim, not the init).
+            return APPLICATION if inside else EXEC
         return HOST
 
     def attribute(self, zombies):
@@ -225,6 +231,7 @@ class Attributor:
                                     % (shim_info["id"], shim_pid))
             if init_pid is not None and init_pid != child_pid:
                 return None, None, "the container's pid file names pid %s, not %d" % (init_pid, child_pid)
+            self._inits[shim_pid] = {child_pid}
             return shim_info["id"], child_pid, None
         namespace, shim_id = shim_info["namespace"], shim_info["id"]
         init_pids = self.files.containerd_init_pids(namespace)
@@ -282,6 +289,8 @@ class Attributor:
                                          for member in self.files.containerd_sandbox_members(
                                              shim_info["namespace"], shim_info["id"]) if member != container_id]
         record["identity_unknown"] = identity_unknown(record)
+        record["pid_namespace"] = self.files.pid_namespace(shim_info, container_id)
+        record.update(workload_of(record))
         containers[container_id] = record
         return record
 
@@ -305,6 +314,38 @@ def _claim_view(claim):
         return None
     return {"container_id": claim.get("container_id") or claim.get("claimed_container_id"),
             "runtime": claim.get("runtime"), "source": claim["source"], "reason": claim["reason"]}
+
+
+# Kubernetes' alphabet for generated names (no vowels, no 0, 1, 3): pod-template-hash and random suffixes.
+_SAFE = "[bcdfghjklmnpqrstvwxz2456789]"
+# (kind, pattern of the pod name) in the order they are tried; the name is the first group.
+_GENERATED_POD_NAMES = (
+    ("cronjob", re.compile(r"^(.+)-\d{8,}-%s{5}$" % _SAFE)),            # <cronjob>-<scheduled minute>-<5>
+    ("deployment", re.compile(r"^(.+)-%s{6,10}-%s{5}$" % (_SAFE, _SAFE))),  # <deployment>-<template hash>-<5>
+    ("statefulset", re.compile(r"^(.+)-\d+$")),                         # <statefulset>-<ordinal>
+    ("daemonset or job", re.compile(r"^(.+)-%s{5}$" % _SAFE)),           # <daemonset>-<5> or <job>-<5>
+)
+
+
+def workload_of(record):
+    """The workload that owns a container across pod generations: {"workload", "workload_kind"}.
+
+    Derived from node-local facts only, the pod name's generated suffixes (the kubelet's owner references
+    are not on the node): two pods of one Deployment, or a pod and its replacement, share it. For Docker and
+    podman, the container's name. A derivation, not the API's word: a bare pod named like web-0 reads as a
+    StatefulSet."""
+    pod = record.get("pod")
+    if not pod:
+        name = record.get("name") or record["container_id"][:12]
+        return {"workload": name, "workload_kind": "container"}
+    kind, owner = "pod", pod
+    for candidate, pattern in _GENERATED_POD_NAMES:
+        match = pattern.match(pod)
+        if match:
+            kind, owner = candidate, match.group(1)
+            break
+    return {"workload": "%s/%s/%s" % (record.get("namespace"), owner, record.get("container_name") or ""),
+            "workload_kind": kind}
 
 
 def kubelet_managed(record):

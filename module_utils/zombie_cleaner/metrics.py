@@ -131,6 +131,14 @@ def render(state):
                 "Highest pids.current / pids.max of the container's cgroup and its ancestors (1 = forks fail).",
                 [("", container_labels(item), float(item["pids_pressure"])) for item in with_pids
                  if item.get("pids_pressure") is not None])
+    node_pids = last.get("node_pids") or {}
+    text.family("zombie_cleaner_node_tasks", "gauge",
+                "Tasks (threads) on the node in the last scan: each takes a PID.",
+                [("", [], node_pids["tasks"])] if node_pids.get("tasks") is not None else [])
+    text.family("zombie_cleaner_node_pids_pressure", "gauge",
+                "The node's tasks / min(kernel.pid_max, kernel.threads-max): at 1 no process can fork anywhere "
+                "on the node (the kubelet's pid.available eviction signal counts the same).",
+                [("", [], float(node_pids["pressure"]))] if node_pids.get("pressure") is not None else [])
     text.family("zombie_cleaner_check_interval_seconds", "gauge",
                 "The configured check_interval: alerts compare the time since the last success with it.",
                 [("", [], float(last.get("check_interval") or 0))])

@@ -169,6 +169,24 @@ def read_status(proc_root, pid):
     return status
 
 
+def _read_int(path):
+    try:
+        return int(read_text(path).strip())
+    except (OSError, ValueError):
+        return None
+
+
+def node_pid_budget(proc_root, table):
+    """The node's tasks (every thread takes a PID) against kernel.pid_max and kernel.threads-max, the budget
+    the kubelet's pid.available eviction signal watches: {"tasks", "pid_max", "threads_max", "pressure"}."""
+    tasks = sum(stat.num_threads for stat in table.values())
+    pid_max = _read_int(proc_root + "/sys/kernel/pid_max")
+    threads_max = _read_int(proc_root + "/sys/kernel/threads-max")
+    limits = [limit for limit in (pid_max, threads_max) if limit]
+    return {"tasks": tasks, "pid_max": pid_max, "threads_max": threads_max,
+            "pressure": round(tasks / float(min(limits)), 4) if limits else None}
+
+
 def read_boot_id(proc_root="/proc"):
     """The kernel's boot id: sightings never survive a reboot."""
     try:

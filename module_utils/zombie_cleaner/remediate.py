@@ -128,7 +128,7 @@ def ladder(record, options):
         return None, refused
     classes = record.get("parent_classes") or []
     shim_problem = shim_kill_problem(record, options)
-    if attribution.APPLICATION in classes:
+    if set(attribution.CURABLE) & set(classes):
         return (([REAP] if options.reap_in_place else []) + [RESTART, KILL_INIT]
                 + ([] if shim_problem else [KILL_SHIM])), None
     if attribution.RUNTIME in classes:
@@ -213,7 +213,7 @@ def action_record(phase, rung, record, zombies, step=None):
 
 def _identity(record):
     return {key: record.get(key) for key in ("container_id", "runtime", "namespace", "pod", "container_name",
-                                             "name", "pod_uid")}
+                                             "name", "pod_uid", "workload", "workload_kind", "pid_namespace")}
 
 
 class Remediator:
@@ -379,7 +379,7 @@ class Remediator:
     def _reap(self, record, zombies, dry_run):
         """reaper.reap for every application parent of these zombies: [result per parent]."""
         parents = {parent["pid"]: parent for parent in record.get("parents") or []
-                   if parent.get("parent_class") == attribution.APPLICATION}
+                   if parent.get("parent_class") in attribution.CURABLE}
         by_parent = {}
         for zombie in zombies:
             if zombie["ppid"] in parents:
@@ -470,11 +470,17 @@ class Remediator:
                 outcome["timeouts"] += outcome["rungs"][-1]["timeouts"]
         running = runtime.running(record, timeout, deadline) if runtime else None
         if running is None and record.get("pod"):
+            # The kubelet's job: a new container of the same pod and name (attempt + 1) in the same sandbox.
             outcome["replacement"] = self._wait_replacement(record)
-            outcome["result"] = "cured"
-            outcome["reason"] = ("the kubelet starts a new container" if outcome["replacement"]
-                                 else "no new container of the pod seen within %.0fs: the kubelet may still "
-                                      "be backing off" % self.options.replacement_wait)
+            outcome["result"] = CURED
+            if outcome["replacement"]:
+                outcome["reason"] = "zombies gone; the kubelet started %s (attempt %s)" % (
+                    outcome["replacement"]["container_id"][:12], outcome["replacement"]["attempt"])
+            else:
+                outcome["reason"] = "zombies gone; the kubelet is to start the container again"
+                outcome["warning"] = ("%s: no new container of the pod seen within replacement_wait (%.0fs): the "
+                                      "kubelet may still be backing off; look at the pod if it stays down"
+                                      % (attribution.label(record), self.options.replacement_wait))
         elif running:
             outcome.update(result="cured", reason="zombies gone, container running again")
         else:
@@ -486,8 +492,10 @@ class Remediator:
         deadline = time.monotonic() + self.options.replacement_wait
         while True:
             found = self.files.find_replacement(record)
-            if found or time.monotonic() >= deadline:
-                return found
+            if found:
+                return {"container_id": found, "attempt": self.files.latest_attempt(record)}
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(0.5)
 
 
@@ -565,6 +573,7 @@ def _report_line(outcome):
 def _remembered(outcome, now):
     """What the fleet report needs of an outcome, kept in the state."""
     return {"time": now, "container_id": outcome["container_id"], "label": attribution.label(outcome),
+            "workload": outcome.get("workload"), "pid_namespace": outcome.get("pid_namespace"),
             "runtime": outcome.get("runtime"), "result": outcome["result"], "rung": outcome.get("rung"),
             "reason": outcome.get("reason"), "zombies_before": outcome["zombies_before"],
             "stop_seconds": outcome.get("stop_seconds"),
@@ -654,6 +663,7 @@ def _record(options, outcomes, check_mode, now):
         remembered = [_remembered(item, now) for item in outcomes if item["result"] in (CURED, REAPED, FAILED)]
         done = [item["container_id"] for item in outcomes if item["result"] in (CURED, REAPED)]
         warnings = _persist(options, increments, remembered, done, now)
+        warnings += [item["warning"] for item in outcomes if item.get("warning")]
         try:
             options.audit_log.write(audit.outcome_records(outcomes, now))
         except OSError as error:

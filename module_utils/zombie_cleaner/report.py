@@ -60,10 +60,21 @@ def node_from_slurp(host, result):
 
 
 def _advice(container, parent):
-    """How to stop this workload making zombies, for the parent that does not reap."""
+    """How to stop this workload making zombies, for the parent that does not reap: advice that would work for
+    this pod (an init that reaps orphans cannot reap a living process's own children)."""
     if parent.get("parent_class") == "runtime":
         return ("The container runtime itself (%s) does not reap: a runtime bug, not the application's. "
                 "Upgrade the runtime (containerd 1.6.10 shims had this, containerd#7717)." % parent.get("name"))
+    if parent.get("parent_class") == "exec":
+        return ("`%s` was exec'd into the container (an exec probe, `kubectl exec`, `ctr task exec`) and leaves its "
+                "children unreaped. If it is a probe: make its command finish well within `timeoutSeconds` (or "
+                "raise that), wrap it in `timeout`, or use an httpGet, tcpSocket or grpc probe; exec probes that "
+                "time out leave their processes behind (kubernetes#110070, containerd#4594). An init in the "
+                "image does not help here." % parent.get("name"))
+    if parent.get("is_init") and container.get("pid_namespace") == "pod":
+        return ("`%s` keeps its own children as zombies. The pod already shares one PID namespace, where pause "
+                "reaps orphans but never a living process's own children: fix it to wait() for them (or ignore "
+                "SIGCHLD), or run it under tini (`tini -s --` as a subreaper)." % parent.get("name"))
     if not parent.get("is_init"):
         return ("`%s` is not the container's PID 1: it starts children and never waits for them. Fix the code to "
                 "wait() (or ignore SIGCHLD); an init such as tini only reaps orphans, not a living parent's "
@@ -94,15 +105,17 @@ def build(nodes, now=None, repeat_threshold=2):
     # Repeat offenders: the same workload remediated again and again, or confirmed once more after a cure.
     workloads = {}
     for node in reachable:
-        confirmed_now = {item["label"]: item for item in node.last_scan.get("containers") or []
+        confirmed_now = {item.get("workload") or item["label"]: item for item in node.last_scan.get("containers") or []
                          if item.get("confirmed")}
         for outcome in node.state.get("remediations") or []:
-            entry = workloads.setdefault(outcome["label"], {"workload": outcome["label"], "remediations": 0,
-                                                            "hosts": set(), "back_on": set(), "parents": {},
-                                                            "container": {}})
+            # The workload outlives its pods (older states name only the container: label).
+            key = outcome.get("workload") or outcome["label"]
+            entry = workloads.setdefault(key, {"workload": key, "remediations": 0, "hosts": set(),
+                                               "back_on": set(), "parents": {}, "container": {}})
             entry["remediations"] += 1
             entry["hosts"].add(node.host)
-            entry["container"] = {"runtime": outcome.get("runtime"), "pod": "/" in outcome["label"]}
+            entry["container"] = {"runtime": outcome.get("runtime"), "pod": "/" in outcome["label"],
+                                  "pid_namespace": outcome.get("pid_namespace")}
             for parent in outcome.get("parents") or []:
                 entry["parents"].setdefault(parent.get("name"), parent)
         for label, item in confirmed_now.items():
@@ -114,7 +127,7 @@ def build(nodes, now=None, repeat_threshold=2):
     for entry in sorted(workloads.values(), key=lambda item: (-item["remediations"], item["workload"])):
         if entry["remediations"] + (1 if entry["back_on"] else 0) < repeat_threshold:
             continue
-        container = {"runtime": entry["container"].get("runtime"), "pod": entry["container"].get("pod")}
+        container = dict(entry["container"])
         parents = [parent for parent in entry["parents"].values() if parent.get("parent_class") != "host"]
         offenders.append({
             "workload": entry["workload"], "remediations": entry["remediations"], "hosts": sorted(entry["hosts"]),
@@ -135,6 +148,7 @@ def build(nodes, now=None, repeat_threshold=2):
             "cleaned": node.counter("containers_cleaned_total"), "failures": node.counter("cleanup_failures_total"),
             "reaped": node.counter("containers_reaped_in_place_total"),
             "timeouts": node.counter("container_operation_timeouts_total"),
+            "node_pids_pressure": (scan.get("node_pids") or {}).get("pressure"),
             "last_run": scan.get("time"),
             "history": [(entry["time"], entry["zombies"]) for entry in node.state.get("history") or []],
         })
@@ -185,6 +199,11 @@ def _num(value):
     return "-" if value is None else str(value)
 
 
+def _share(value):
+    """A pressure (0..1) as a percentage, or "-"."""
+    return "-" if value is None else "%d%%" % round(value * 100)
+
+
 def totals_line(totals):
     """The headline numbers, worded the same in both outputs."""
     return ("%(nodes)d nodes (%(reachable)d reachable, %(unreachable)d unreachable), %(zombies)d zombies "
@@ -205,16 +224,16 @@ def markdown(model, title="zombie-cleaner fleet report"):
     out = ["# %s" % title, "", "Generated %s." % _when(model["generated"]), "", "**%s**" % totals_line(model["totals"]),
            "", "## Nodes", "",
            "| node | zombies | host zombies | containers | confirmed | protected | remediated | reaped in place "
-           "| failed | last run |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+           "| failed | node PIDs used | last run |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in model["nodes"]:
         if row["ok"]:
-            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            out.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 _md(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
                 _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"], row["failures"],
-                _when(row["last_run"])))
+                _share(row["node_pids_pressure"]), _when(row["last_run"])))
         else:
-            out.append("| %s | %s |  |  |  |  |  |  |  |  |" % (_md(row["host"]), _md(row["problem"])))
+            out.append("| %s | %s |  |  |  |  |  |  |  |  |  |" % (_md(row["host"]), _md(row["problem"])))
     if model["problems"]:
         out += ["", "## Unreachable or without state", ""]
         out += ["- **%s**: %s" % (_md(item["host"]), _md(item["problem"])) for item in model["problems"]]
@@ -346,18 +365,18 @@ def html_page(model, title="zombie-cleaner fleet report"):
     out.append(trend_svg(model["nodes"]))
     out.append('<h2>Nodes</h2><table id="nodes"><tr><th>node</th><th>zombies</th><th>host zombies</th>'
                "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>reaped in place</th>"
-               "<th>failed</th>"
+               "<th>failed</th><th>node PIDs used</th>"
                "<th>last run</th></tr>")
     for row in model["nodes"]:
         if row["ok"]:
             out.append('<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
                        '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
-                       '<td class="n">%s</td><td>%s</td></tr>' % (
+                       '<td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>' % (
                            _e(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
                            _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"],
-                           row["failures"], _e(_when(row["last_run"]))))
+                           row["failures"], _e(_share(row["node_pids_pressure"])), _e(_when(row["last_run"]))))
         else:
-            out.append('<tr class="down"><td>%s</td><td colspan="9">%s</td></tr>' % (_e(row["host"]),
+            out.append('<tr class="down"><td>%s</td><td colspan="10">%s</td></tr>' % (_e(row["host"]),
                                                                                       _e(row["problem"])))
     out.append("</table><h2>Containers closest to failing forks</h2>")
     if model["worst_containers"]:

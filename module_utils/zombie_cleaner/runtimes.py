@@ -201,6 +201,36 @@ class RuntimeFiles:
                 return name
         return None
 
+    def pid_namespace(self, shim, container_id):
+        """The container's PID namespace from its OCI spec: "container" (its own), "pod" (joined, e.g. the
+        sandbox's under shareProcessNamespace), "host" (none of its own), or None when unreadable."""
+        if shim["kind"] == "conmon":
+            spec = next((found for found in (_read_json(os.path.join(root, "overlay-containers", container_id,
+                                                                     "userdata", "config.json"))
+                                             for root in self._conmon_roots(shim.get("runtime"))) if found), None)
+        else:
+            spec = next((found for found in (_read_json(os.path.join(base, container_id, "config.json"))
+                                             for base in self._containerd_bundles(shim["namespace"])) if found), None)
+        if not isinstance(spec, dict) or not isinstance(spec.get("linux"), dict):
+            return None
+        entries = [item for item in spec["linux"].get("namespaces") or [] if isinstance(item, dict)]
+        pid = next((item for item in entries if item.get("type") == "pid"), None)
+        if pid is None:
+            return "host"
+        return "pod" if pid.get("path") else "container"
+
+    def latest_attempt(self, record):
+        """The highest attempt of the pod's container that the kubelet has logged (/var/log/pods/<namespace>_<pod>_
+        <uid>/<container>/<attempt>.log), or None."""
+        directory = os.path.join(self.pod_log_dir, "%s_%s_%s" % (record.get("namespace"), record.get("pod"),
+                                                                 record.get("pod_uid")), record.get("container_name") or "")
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return None
+        attempts = [int(name[:-4]) for name in names if name.endswith(".log") and name[:-4].isdigit()]
+        return max(attempts) if attempts else None
+
     def docker_config(self, container_id):
         """(name, labels) from Docker's config.v2.json."""
         config = _read_json(os.path.join(self.docker_data_dir, "containers", container_id, "config.v2.json"))

@@ -109,7 +109,7 @@ def decide(container, entry, whitelist):
                                  {"pattern": None, "subject": "identity unknown"} if container["protected"] else None)
     container["protected_members"] = protected_members(container, whitelist)
     container["runtime_fault"] = attribution.RUNTIME in container["parent_classes"]
-    curable = attribution.APPLICATION in container["parent_classes"]
+    curable = bool(set(attribution.CURABLE) & set(container["parent_classes"]))
     if not container["confirmed"]:
         reason = _not_confirmed_yet(entry)
     elif container["protected"] and not protection:
@@ -156,7 +156,16 @@ def _pids_text(item):
     return text
 
 
-def report_lines(containers, host_groups):
+def node_pids_line(node_pids):
+    limits = ", ".join("%s %s" % (name, node_pids[key]) for key, name in (("pid_max", "pid_max"),
+                                                                       ("threads_max", "threads-max"))
+                       if node_pids.get(key))
+    pressure = node_pids.get("pressure")
+    return "node: %d tasks (%s)%s" % (node_pids["tasks"], limits or "limits unreadable",
+                                      ", %d%% of the PID budget" % round(pressure * 100) if pressure is not None else "")
+
+
+def report_lines(containers, host_groups, node_pids=None):
     """Human lines for the play output: a summary, then one line per container and host parent."""
     zombies = sum(item["zombie_count"] for item in containers) + sum(g["zombie_count"] for g in host_groups)
     lines = ["%d zombies: %d in %d containers (%d confirmed, %d protected, %d to remediate), %d on the host" % (
@@ -174,6 +183,8 @@ def report_lines(containers, host_groups):
             group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"],
             "; claims container %s (identity unverified: %s)" % ((claim["container_id"] or "?")[:12], claim["reason"])
             if claim else ""))
+    if node_pids:
+        lines.append(node_pids_line(node_pids))
     return lines
 
 
@@ -213,6 +224,7 @@ def snapshot(container_list, host_list, summary, now, check_interval):
             "container_id": item["container_id"], "namespace": item.get("namespace"), "pod": item.get("pod"),
             "container": item.get("container_name") or item.get("name"), "runtime": item.get("runtime"),
             "label": attribution.label(item), "zombies": item["zombie_count"],
+            "workload": item.get("workload"), "pid_namespace": item.get("pid_namespace"),
             "pids_current": item["pids_current"], "pids_max": item["pids_max"],
             "pids_pressure": item["pids_pressure"], "sightings": item["sightings"], "confirmed": item["confirmed"],
             "protected": item["protected"], "decision": item["decision"],
@@ -276,6 +288,7 @@ def run_scan(options, check_mode=False, now=None):
         containers, host_groups = attributor.attribute(zombies)
         for record in containers.values():
             add_pids_usage(record, attributor, options.cgroup_root)
+        node_pids = procfs.node_pid_budget(options.proc_root, table)
     scan_seconds = time.monotonic() - started
     metrics_path = None
 
@@ -301,10 +314,12 @@ def run_scan(options, check_mode=False, now=None):
             host_list.append(mark_confirmed(group, new["host_groups"][key]))
             group["candidate"] = False
         summary = _summary(container_list, host_list, len(zombies), len(new["containers"]))
+        summary["node_pids_pressure"] = node_pids["pressure"]
 
         check_seconds = time.monotonic() - started
         new.update(last_run=now, boot_id=boot_id,
-                   last_scan=snapshot(container_list, host_list, summary, now, options.check_interval),
+                   last_scan=dict(snapshot(container_list, host_list, summary, now, options.check_interval),
+                                  node_pids=node_pids),
                    histogram=metrics.observe(current.get("histogram"), check_seconds),
                    history=state.keep_recent(current.get("history"), {
                        "time": now, "zombies": summary["zombies"], "host_zombies": summary["host_zombies"],
@@ -332,13 +347,14 @@ def run_scan(options, check_mode=False, now=None):
 
     return {
         "changed": changed,
-        "report": report_lines(container_list, host_list),
+        "report": report_lines(container_list, host_list, node_pids),
         "boot_id": boot_id,
         # The node's own name for itself (inventory names often differ).
         "node": socket.gethostname(),
         "state_path": options.state_path,
         "metrics_path": metrics_path,
         "scanned_processes": len(table),
+        "node_pids": node_pids,
         "scan_seconds": round(scan_seconds, 6),
         "check_seconds": round(check_seconds, 6),
         "zombie_count": len(zombies),

@@ -34,7 +34,8 @@ def promtool():
 def exported_names():
     """Every sample name the textfile can carry."""
     state = {"last_scan": {"containers": [{"container_id": "x", "zombies": 1, "pids_current": 1, "pids_max": 2,
-                                           "pids_pressure": 0.5}]}}
+                                           "pids_pressure": 0.5}],
+                           "node_pids": {"tasks": 100, "pid_max": 4194304, "threads_max": 1000, "pressure": 0.1}}}
     return {sample.name for family in text_string_to_metric_families(metrics.render(state))
             for sample in family.samples}
 
@@ -55,8 +56,8 @@ def test_rules_pass_promtool_check_and_their_unit_tests(promtool):
                           capture_output=True, text=True)
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
     alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
-    assert alerts == {"ZombieProcessesRising", "ZombieContainerPidsPressureHigh", "ZombieCleanerCleanupFailures",
-                      "ZombieCleanerNotRunning"}
+    assert alerts == {"ZombieProcessesRising", "ZombieContainerPidsPressureHigh", "ZombieNodePidsPressureHigh",
+                      "ZombieCleanerCleanupFailures", "ZombieCleanerNotRunning"}
 
 
 def test_rule_unit_tests_can_fail(promtool, tmp_path):

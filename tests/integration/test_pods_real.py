@@ -237,3 +237,60 @@ def _no_pod_left(cri_runtime):
     yield
     left = {item.id for item in cri_runtime.sandboxes({cri.SESSION_LABEL: cri.SESSION})} - before
     assert not left, "sandboxes left behind: %s" % sorted(left)
+
+
+# --- The kubelet's path, end to end (issue 16, item 3): site.yml cures an app container of a real pod ---
+
+def ctr_recorder(tmp_path):
+    """A ctr stand-in that records every command line, then runs the real ctr."""
+    log = tmp_path / "ctr.argv"
+    stand_in = tmp_path / "ctr"
+    stand_in.write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n' % (log, subprocess.run(
+        ["sh", "-c", "command -v ctr"], capture_output=True, text=True, check=True).stdout.strip()))
+    stand_in.chmod(0o755)
+    return str(stand_in), log
+
+
+def cure_pod_by_site(tmp_path, *extra):
+    """Three back-to-back site.yml runs that may only restart (no reap in place), as the schedule would."""
+    from helpers import ansible_run
+    files = [arg for key, value in cri.runtime_files().items() for arg in ("-e", "zombie_cleaner_%s=%s" % (key, value))]
+    stand_in, log = ctr_recorder(tmp_path)
+    results = None
+    for _ in range(3):
+        _, results = ansible_run.site(tmp_path, "-e", "zombie_cleaner_reap_in_place=false",
+                                      "-e", "zombie_cleaner_container_timeout=3s", "-e", "zombie_cleaner_ctr_bin=%s" % stand_in,
+                                      *files, *extra)
+    return ansible_run.outcomes_by_id(results), log.read_text() if log.exists() else ""
+
+
+def test_site_cures_a_pods_app_container_and_finds_the_kubelets_replacement(pods, tmp_path):
+    pod = pods("default", "web-" + os.urandom(3).hex(), containers=[cri.ContainerSpec("app", cri.ZOMBIES),
+                                                                     cri.ContainerSpec("sidecar", cri.SLEEP)])
+    app, sidecar = pod.containers["app"], pod.containers["sidecar"]
+    wait_for_zombies(app.init_pid, 3, "the app's zombies")
+    untouched = (pod.shim_pid, pod.pause_pid, sidecar.init_pid)
+    with KubeletStandIn([pod], deadline=120, names=["app"]) as kubelet:
+        outcomes, ctr_calls = cure_pod_by_site(tmp_path, "-e", "zombie_cleaner_replacement_wait=20s")
+        new = kubelet.wait_for_restart("app")
+    outcome = outcomes[app.id]
+    assert outcome["result"] == "cured", outcome
+    # sleep as PID 1 ignores SIGTERM: the graceful stop through the runtime times out, SIGKILL of the init ends it.
+    assert [step["rung"] for step in outcome["rungs"]] == ["restart", "kill_init"], outcome["rungs"]
+    assert outcome["replacement"] == {"container_id": new.id, "attempt": 1}
+    assert "the kubelet started %s (attempt 1)" % new.id[:12] in outcome["reason"]
+    assert (pod.shim_pid, pod.pause_pid, sidecar.init_pid) == untouched and sidecar.state == "CONTAINER_RUNNING"
+    # Stopped through the runtime with a grace period; never deleted or started behind the kubelet's back.
+    assert "-n k8s.io task kill -s SIGTERM %s" % app.id in ctr_calls
+    assert " task delete " not in ctr_calls and " task start " not in ctr_calls
+
+
+def test_site_without_a_kubelet_warns_that_no_replacement_came(pods, tmp_path):
+    pod = pods("default", "web-" + os.urandom(3).hex(), containers=[cri.ContainerSpec("app", cri.ZOMBIES)])
+    app = pod.containers["app"]
+    wait_for_zombies(app.init_pid, 3, "the app's zombies")
+    outcomes, ctr_calls = cure_pod_by_site(tmp_path, "-e", "zombie_cleaner_replacement_wait=1s")
+    outcome = outcomes[app.id]
+    assert outcome["result"] == "cured" and outcome["replacement"] is None, outcome
+    assert "no new container of the pod seen within replacement_wait" in outcome["warning"]
+    assert " task start " not in ctr_calls and app.state == "CONTAINER_EXITED"
