@@ -36,7 +36,7 @@ def open_nofollow(path, flags, mode=0o600):
         return os.open(path, flags | NOFOLLOW, mode)
     except OSError as error:
         # With O_DIRECTORY, a link gives ENOTDIR rather than ELOOP.
-        if error.errno == errno.ELOOP or (error.errno == errno.ENOTDIR and os.path.islink(directory)):
+        if error.errno == errno.ELOOP or (error.errno == errno.ENOTDIR and os.path.islink(path)):
             raise UnsafePath("%s is a symbolic link: not followed (remove it; the job creates the file itself)"
                              % path)
         raise

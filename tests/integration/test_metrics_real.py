@@ -34,7 +34,10 @@ def pids_files(pid):
     entries = procfs.read_cgroup("/proc", pid)
     v1 = cgroups.cgroup_path(entries, "pids")
     directory = "/sys/fs/cgroup/pids" + v1 if v1 is not None else "/sys/fs/cgroup" + cgroups.cgroup_path(entries)
-    read = lambda name: open(os.path.join(directory, name)).read().strip()
+
+    def read(name):
+        with open(os.path.join(directory, name)) as handle:
+            return handle.read().strip()
     return int(read("pids.current")), read("pids.max")
 
 
