@@ -85,10 +85,14 @@ def more_zombies(parent, count):
 
 
 def assert_computes(parent):
-    """Still working, and what it computed is right."""
+    """Still working (within 5 s: the machine may be busy), and what it computed is right."""
     first = parent.report()
-    time.sleep(0.2)
-    second = parent.report()
+    deadline = time.monotonic() + 5
+    while True:
+        time.sleep(0.1)
+        second = parent.report()
+        if "rounds" not in second or second["rounds"] > first["rounds"] or time.monotonic() > deadline:
+            break
     assert first.get("corrupt", 0) == 0 and second.get("corrupt", 0) == 0, second
     assert second.get("rounds", 1) > first.get("rounds", 0) or "rounds" not in second, (first, second)
     return second
