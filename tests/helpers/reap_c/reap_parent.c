@@ -13,8 +13,8 @@
  * never expects it, 5 = a computation came out wrong.
  *
  * Modes: busy (a checked computation), epoll (epoll_wait, no timeout), epoll-busy (work, then short
- * epoll_waits), recv and recv-timeout (recv on a socket, without and with SO_RCVTIMEO), sigwait (sigwaitinfo, no handler), sigqueue (busy, SA_SIGINFO handler for SIGRTMIN+1
- * recording every payload), segv (takes SIGSEGV faults on purpose, handler fixes them up), rseq (glibc's rseq
+ * epoll_waits), recv and recv-timeout (recv on a socket, without and with SO_RCVTIMEO), sigwait (sigwaitinfo,
+ * no handler), sigqueue (busy, SA_SIGINFO handler for SIGRTMIN+1 recording every payload), segv (takes SIGSEGV faults on purpose, handler fixes them up), rseq (glibc's rseq
  * area, a long critical section, a watcher thread that notes the section the leader was stopped in),
  * nonutf8 (a comm that is not UTF-8 and a seccomp filter that kills on wait4), filter-nr and filter-arg
  * (seccomp filters that allow the reap, one never reading wait4's pid, one reading it), sigtrap-ignored
