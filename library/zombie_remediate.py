@@ -44,8 +44,8 @@ options:
     default: []
   reap_in_place:
     description:
-      - First rung for containers whose zombies an application process holds. The parent is stopped for well
-        under a millisecond with C(PTRACE_SEIZE)/C(PTRACE_INTERRUPT), made to call C(wait4) for exactly the zombies
+      - First rung for containers whose zombies an application process holds. The parent is stopped (about 0.5 ms
+        for a few zombies) with C(PTRACE_SEIZE)/C(PTRACE_INTERRUPT), made to call C(wait4) for exactly the zombies
         seen, its registers restored and detached. No restart, no downtime.
       - Skipped (the ladder goes on) unless provably safe - the exact process seen, not traced, not stopped, not a
         kernel thread, not the host's PID 1, x86_64, and every seccomp filter of the parent evaluates to ALLOW for

@@ -33,6 +33,8 @@ COUNTERS = (
      "Containers cured by reaping in place (the parent made to call wait4; no restart). Part of cleaned_total."),
     ("zombies_reaped_in_place_total", "zombie_cleaner_zombies_reaped_in_place_total",
      "Zombies reaped in place by their own parent."),
+    ("reap_left_attached_total", "zombie_cleaner_reap_left_attached_total",
+     "Reaps in place whose tracer could not release the parent in time (an alert: the parent may still be held)."),
 )
 
 

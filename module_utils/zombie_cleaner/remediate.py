@@ -294,7 +294,7 @@ class Remediator:
             self._cured_by(record, runtime, outcome, step, deadline)
 
     def _why_not_climb(self, rung, previous, deadline):
-        if previous is not None and previous.get("refused"):
+        if previous is not None and (previous.get("refused") or previous.get("left_attached")):
             return previous["detail"]
         if time.monotonic() > deadline:
             return "the remediation's deadline passed before %s" % rung
@@ -319,6 +319,8 @@ class Remediator:
                 step["audit_problem"] = str(error)
         outcome["rungs"].append(step)
         outcome["timeouts"] += step["timeouts"]
+        if step.get("left_attached"):
+            outcome["left_attached"] = True
         return step
 
     def _cured_by(self, record, runtime, outcome, step, deadline):
@@ -414,6 +416,8 @@ class Remediator:
             step["ok"] = bool(results) and all(item["ok"] for item in results)
             step["stop_seconds"] = max([item["stop_seconds"] or 0.0 for item in results] or [0.0])
             step["reaped"] = sum(len(item["reaped"]) for item in results)
+            # A tracer that could not let go: an alert, and nothing more is done to this container this run.
+            step["left_attached"] = any(item.get("left_attached") for item in results)
             step["detail"] = "; ".join("%s[%s]: %s" % (item["parent"].get("name"), item["parent"]["pid"],
                                                        item["reason"]) for item in results) or "no application parent"
             if step["ok"] and record.get("init") and not procsignal.is_same_process(
@@ -531,7 +535,8 @@ def _act(options, containers, host_groups, check_mode):
             outcomes.append(outcome)
         else:
             eligible.append(record)
-    with ThreadPoolExecutor(max_workers=options.max_concurrent) as pool:
+    # The workers inherit the main thread's mask: no SIGTERM lands while a parent holds injected registers.
+    with reaper.termination_signals_blocked(), ThreadPoolExecutor(max_workers=options.max_concurrent) as pool:
         outcomes.extend(pool.map(lambda record: remediator.remediate(record, check_mode), eligible))
     for group in host_groups:
         if not options.reap_host_zombies:
@@ -590,6 +595,7 @@ def tally(outcomes):
                   "containers_reaped_in_place_total": counts[REAPED],
                   "zombies_reaped_in_place_total": reaped_zombies,
                   "cleanup_failures_total": counts[FAILED],
+                  "reap_left_attached_total": sum(1 for item in outcomes if item.get("left_attached")),
                   "container_operation_timeouts_total": timeouts}
     return dict(counts, timeouts=timeouts), increments
 

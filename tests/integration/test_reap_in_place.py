@@ -88,7 +88,10 @@ def test_seccomp_filter_that_kills_on_wait4_means_skip(parent):
 def test_dry_run_gives_the_verdict_and_changes_nothing(parent):
     guarded = parent("seccomp-kill-wait4", 2, "2")
     plain = parent("sleep", 2, "2")
-    assert reap(guarded, dry_run=True)["verdict"] == "skipped"
+    # A dry run never attaches, so it cannot read the filter: it says when it will be judged.
+    planned = reap(guarded, dry_run=True)
+    assert "its seccomp filter is evaluated when acting" in planned["reason"], planned
+    assert reap(guarded)["verdict"] == "skipped" and guarded.alive()          # acting, the filter refuses it
     result = reap(plain, dry_run=True)
     assert result["ok"] and result["reason"] == "would reap 2 zombies in place" and result["reaped"] == []
     assert len(plain.zombie_pids()) == 2 and len(guarded.zombie_pids()) == 2
@@ -236,7 +239,9 @@ def test_check_mode_names_the_reap_rung_with_its_verdict(runtimes, tmp_path, cle
     assert outcome["result"] == "would_remediate"
     first = outcome["plan"][0]
     assert first["rung"] == "reap_in_place" and first["safe"] is True
-    assert "would reap 2 zombies in place" in first["action"] and "seccomp ALLOW" in first["action"]
+    # Check mode never stops the parent, so the container's seccomp filter is judged only when acting.
+    assert "would reap 2 zombies in place" in first["action"]
+    assert "seccomp filter is evaluated when acting" in first["action"]
     assert len(zombie_children(box.init_pid)) == 2 and (box.init_pid, start_time(box.init_pid)) == init
     exec_ok = box.exec("/bin/true")
     assert exec_ok.returncode == 0

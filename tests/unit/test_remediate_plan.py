@@ -162,4 +162,27 @@ def test_tally_counts_results_apart_from_persisting():
     assert summary["cured"] == 1 and summary["failed"] == 1 and summary["timeouts"] == 3
     assert increments == {"containers_cleaned_total": 2, "containers_reaped_in_place_total": 1,
                           "zombies_reaped_in_place_total": 3, "cleanup_failures_total": 1,
-                          "container_operation_timeouts_total": 3}
+                          "reap_left_attached_total": 0, "container_operation_timeouts_total": 3}
+
+
+def test_a_parent_left_attached_stops_the_ladder_and_is_counted_for_its_alert(tmp_path, monkeypatch):
+    """reaper.reap's rarest answer (its tracer could not let go in time) is never a step to climb past."""
+    from ansible.module_utils.zombie_cleaner import metrics, reaper
+    node = FakeNode(tmp_path / "node")
+    node.add(100, 1, "containerd-shim", start=10, cmdline=SHIM_ARGV)
+    node.add(110, 100, "app", start=11)
+    node.add(111, 110, "w", state="Z", start=12)
+    node.containerd_bundle("k8s.io", "c1", 110)
+    held = {"parent": {"pid": 110, "name": "app"}, "ok": False, "verdict": "failed", "left_attached": True,
+            "reason": "LEFT ATTACHED: the parent could not be stopped again", "reaped": [], "stop_seconds": 0.3}
+    monkeypatch.setattr(reaper, "reap", lambda *args, **kwargs: dict(held))
+    monkeypatch.setattr(remediate.procfs, "is_live", lambda proc_root: True)    # act on the fixture's word
+    options = remediate.RemediationOptions(proc_root=str(node.proc), state_path=str(tmp_path / "s.json"),
+                                           runtime_files=node.runtime_files(), metrics_textfile_dir=str(tmp_path))
+    parents = [{"pid": 110, "name": "app", "start_time": 11, "parent_class": "application"}]
+    result = remediate.run_remediation(options, [record(containerd_namespace="k8s.io", parents=parents)])
+    outcome = result["outcomes"][0]
+    assert outcome["result"] == "failed" and outcome["left_attached"] is True
+    assert [step["rung"] for step in outcome["rungs"]] == ["reap_in_place"]      # no restart, no kill after it
+    assert "LEFT ATTACHED" in outcome["reason"]
+    assert "zombie_cleaner_reap_left_attached_total 1" in (tmp_path / metrics.TEXTFILE_NAME).read_text()
