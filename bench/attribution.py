@@ -16,7 +16,7 @@ from common import ROOT, interleaved, line, median, process_count
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from helpers import containers  # noqa: E402
 from helpers.zombies import wait_for, zombie_children  # noqa: E402
-from ansible.module_utils.zombie_cleaner import procfs, scan  # noqa: E402
+from ansible.module_utils.zombie_cleaner.observe import procfs, scan  # noqa: E402
 
 
 def zombie_box(kind, count):

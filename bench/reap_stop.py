@@ -22,7 +22,7 @@ from common import ROOT, line, median
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from helpers.zombies import start_time, wait_for, zombie_children  # noqa: E402
-from ansible.module_utils.zombie_cleaner import ptrace, reaper  # noqa: E402
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper  # noqa: E402
 
 TARGET_MS = 5.0
 

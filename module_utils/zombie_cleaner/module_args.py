@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import audit, config
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.record import audit
 from ansible.module_utils.zombie_cleaner.config import DEFAULT_WHITELIST
 
 # Where the runtimes keep their files; settable for fixture trees.

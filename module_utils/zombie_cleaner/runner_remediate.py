@@ -8,7 +8,9 @@ One glue file per module, so that each module ships (and imports on the node) on
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import config, module_args, remediate, state
+from ansible.module_utils.zombie_cleaner import config, module_args
+from ansible.module_utils.zombie_cleaner.cure import remediate
+from ansible.module_utils.zombie_cleaner.record import state
 
 
 def run_remediate_module(module):

@@ -8,7 +8,8 @@ One glue file per module, so that each module ships (and imports on the node) on
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import config, report
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.controller import report
 
 
 def run_report_module(module):

@@ -24,7 +24,8 @@ from ansible.utils.vars import merge_hash
 for _path in C.DEFAULT_MODULE_UTILS_PATH:
     if _path not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(_path)
-from ansible.module_utils.zombie_cleaner import atomicfile, config  # noqa: E402
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.record import atomicfile  # noqa: E402
 
 # Options this plugin handles itself; the node never sees them.
 CONTROLLER_OPTIONS = ("results_dir", "quiet_group", "settings_check")

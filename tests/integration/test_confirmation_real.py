@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from ansible.module_utils.zombie_cleaner import scan
+from ansible.module_utils.zombie_cleaner.observe import scan
 from helpers.zombies import wait_for, zombie_children
 
 HELPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers")

@@ -5,7 +5,7 @@ import os
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible.module_utils.zombie_cleaner import cgroups, procfs
+from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs
 from helpers import containers
 from helpers.ansible_run import node_paths, playbook
 from helpers.node_exporter import BINARY, NodeExporter

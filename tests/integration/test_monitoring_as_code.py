@@ -11,7 +11,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible.module_utils.zombie_cleaner import metrics
+from ansible.module_utils.zombie_cleaner.record import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "monitoring" / "prometheus" / "zombie-cleaner.rules.yml"

@@ -13,7 +13,10 @@ import time
 
 import psutil
 
-from ansible.module_utils.zombie_cleaner import audit, remediate, report, scan
+from ansible.module_utils.zombie_cleaner.controller import report
+from ansible.module_utils.zombie_cleaner.cure import remediate
+from ansible.module_utils.zombie_cleaner.observe import scan
+from ansible.module_utils.zombie_cleaner.record import audit
 from helpers import cri
 from helpers.zombies import wait_for, wait_for_zombies, zombie_children
 

@@ -9,7 +9,7 @@ import subprocess
 import psutil
 import pytest
 
-from ansible.module_utils.zombie_cleaner import attribution, procfs, runtimes, scan
+from ansible.module_utils.zombie_cleaner.observe import attribution, procfs, runtimes, scan
 from helpers import cri
 from helpers.cri.kubelet import KubeletStandIn
 from helpers.zombies import wait_for, wait_for_zombies, zombie_children

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import ptrace, reaper, remediate, scan, seccomp
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, remediate, seccomp
+from ansible.module_utils.zombie_cleaner.observe import scan
 from helpers import containers
 from helpers import ansible_run
 from helpers.ansible_run import outcomes_by_id

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import procfs, ptrace, reaper, seccomp
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, seccomp
+from ansible.module_utils.zombie_cleaner.observe import procfs
 from helpers import reap_parents
 from helpers.reap_parents import Cgroup, Parent
 
@@ -187,7 +188,7 @@ MODULE = r'''
 import json, sys
 import ansible.module_utils
 ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
-from ansible.module_utils.zombie_cleaner import reaper
+from ansible.module_utils.zombie_cleaner.cure import reaper
 print(json.dumps(reaper.reap("/proc", json.loads(sys.argv[2]), json.loads(sys.argv[3]), 30.0)), flush=True)
 '''
 

@@ -138,7 +138,9 @@ def _cmdline(pid):
 
 
 def test_restarted_between_scan_and_remediation_is_stale_and_untouched(runtimes, tmp_path, cleanup):
-    from ansible.module_utils.zombie_cleaner import audit, remediate, scan
+    from ansible.module_utils.zombie_cleaner.cure import remediate
+    from ansible.module_utils.zombie_cleaner.observe import scan
+    from ansible.module_utils.zombie_cleaner.record import audit
     box = containers.DockerContainer(zombies=2)
     cleanup(box)
     options = scan.ScanOptions(state_path=str(tmp_path / "state.json"), confirm_count=1)
@@ -157,7 +159,9 @@ def test_a_host_process_named_like_a_shim_is_never_signalled(tmp_path, cleanup):
     import shutil
     import subprocess
     import sys
-    from ansible.module_utils.zombie_cleaner import audit, remediate, scan
+    from ansible.module_utils.zombie_cleaner.cure import remediate
+    from ansible.module_utils.zombie_cleaner.observe import scan
+    from ansible.module_utils.zombie_cleaner.record import audit
     impostor = tmp_path / "containerd-shim"
     shutil.copy(sys.executable, impostor)
     process = subprocess.Popen([str(impostor), "-c", "import os, time\nfor _ in range(2):\n    os.fork() or os._exit(0)\n"

@@ -10,7 +10,9 @@ import textwrap
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import audit, procfs, remediate, scan, state
+from ansible.module_utils.zombie_cleaner.cure import remediate
+from ansible.module_utils.zombie_cleaner.observe import procfs, scan
+from ansible.module_utils.zombie_cleaner.record import audit, state
 from helpers import containers
 from helpers.parents import Parent
 from helpers.zombies import start_time, wait_for, zombie_children

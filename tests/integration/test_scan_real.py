@@ -1,6 +1,6 @@
 """The scan over this machine's real /proc: real zombies, real containerd and Docker containers."""
 
-from ansible.module_utils.zombie_cleaner import scan
+from ansible.module_utils.zombie_cleaner.observe import scan
 from helpers import containers
 from helpers.zombies import ZombieParent, start_time, zombie_pids_psutil
 

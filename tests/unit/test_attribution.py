@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import attribution, procfs, runtimes
+from ansible.module_utils.zombie_cleaner.observe import attribution, procfs, runtimes
 from helpers.procfixture import FakeNode
 
 SANDBOX = "5" * 64

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import audit, config
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.record import audit
 
 FIELDS = ("time", "level", "msg", "component", "container_id", "pod_name", "namespace", "zombie_pid", "zombie_ppid",
           "zombie_cmdline")

@@ -1,6 +1,6 @@
 import pytest
 
-from ansible.module_utils.zombie_cleaner import cgroups
+from ansible.module_utils.zombie_cleaner.observe import cgroups
 
 ID = "a" * 64
 UID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"

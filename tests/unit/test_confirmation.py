@@ -6,7 +6,8 @@ Fixture /proc trees (a containerd container and a host parent) and the scan's ow
 
 import json
 
-from ansible.module_utils.zombie_cleaner import audit, scan
+from ansible.module_utils.zombie_cleaner.observe import scan
+from ansible.module_utils.zombie_cleaner.record import audit
 from helpers.procfixture import FakeNode
 
 APP = "a" * 64

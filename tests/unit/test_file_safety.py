@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import audit, metrics, scan, state
+from ansible.module_utils.zombie_cleaner.observe import scan
+from ansible.module_utils.zombie_cleaner.record import audit, metrics, state
 from helpers.procfixture import FakeNode
 
 BOOT = "11111111-2222-3333-4444-555555555555"

@@ -5,7 +5,7 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible.module_utils.zombie_cleaner import metrics
+from ansible.module_utils.zombie_cleaner.record import metrics
 
 DESIGN_FAMILIES = {
     # prometheus_client names a counter family without its _total suffix.

@@ -178,7 +178,7 @@ def test_bad_audit_size_fails_before_anything_is_written(monkeypatch, tmp_path):
     (99, "confirmed after about 297s instead of 900s"),         # far too soon
 ])
 def test_schedule_gap_far_from_check_interval_warns_either_way(tmp_path, gap, expected):
-    from ansible.module_utils.zombie_cleaner import scan
+    from ansible.module_utils.zombie_cleaner.observe import scan
     node = fixture_node(tmp_path)
     options = scan.ScanOptions(proc_root=str(node.proc), state_path=str(tmp_path / "state.json"),
                                cgroup_root=str(node.cgroup_root), check_interval="5m",

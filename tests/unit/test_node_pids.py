@@ -2,7 +2,9 @@
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ansible.module_utils.zombie_cleaner import metrics, procfs, report, scan
+from ansible.module_utils.zombie_cleaner.controller import report
+from ansible.module_utils.zombie_cleaner.observe import procfs, scan
+from ansible.module_utils.zombie_cleaner.record import metrics
 from helpers.procfixture import FakeNode
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import cgroups
+from ansible.module_utils.zombie_cleaner.observe import cgroups
 from helpers.procfixture import FakeNode
 
 CID = "c" * 64

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import procfs
+from ansible.module_utils.zombie_cleaner.observe import procfs
 from helpers.procfixture import FakeNode
 
 
@@ -48,7 +48,7 @@ def test_cmdline_cgroup_status_of_missing_process_are_empty(tmp_path):
 
 
 def test_read_small_reads_files_of_any_size(tmp_path):
-    from ansible.module_utils.zombie_cleaner import procfs
+    from ansible.module_utils.zombie_cleaner.observe import procfs
     for size in (0, 10, 4095, 4096, 4097, 70000):
         path = tmp_path / ("f%d" % size)
         content = bytes(i % 251 for i in range(size))

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import procsignal
+from ansible.module_utils.zombie_cleaner.cure import procsignal
 from helpers.zombies import start_time
 
 

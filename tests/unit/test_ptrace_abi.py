@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import ptrace, reaper, seccomp
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, seccomp
 
 PID = 4242
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import audit, remediate
+from ansible.module_utils.zombie_cleaner.cure import remediate
+from ansible.module_utils.zombie_cleaner.record import audit
 from helpers.procfixture import FakeNode
 
 SHIM_ARGV = ["containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "c1"]
@@ -134,7 +135,7 @@ def test_a_fixture_tree_is_never_acted_on_outside_dry_run(tmp_path):
 
 def test_outcomes_survive_a_state_that_cannot_be_written_after_acting(tmp_path, monkeypatch):
     """The action happened: if the state write fails, a side file keeps it and the next run merges it."""
-    from ansible.module_utils.zombie_cleaner import state
+    from ansible.module_utils.zombie_cleaner.record import state
     options = remediate.RemediationOptions(state_path=str(tmp_path / "state.json"))
     state.prepare_directory(options.state_path)
     real_save = state.save
@@ -167,7 +168,8 @@ def test_tally_counts_results_apart_from_persisting():
 
 def test_a_parent_left_attached_stops_the_ladder_and_is_counted_for_its_alert(tmp_path, monkeypatch):
     """reaper.reap's rarest answer (its tracer could not let go in time) is never a step to climb past."""
-    from ansible.module_utils.zombie_cleaner import metrics, reaper
+    from ansible.module_utils.zombie_cleaner.cure import reaper
+    from ansible.module_utils.zombie_cleaner.record import metrics
     node = FakeNode(tmp_path / "node")
     node.add(100, 1, "containerd-shim", start=10, cmdline=SHIM_ARGV)
     node.add(110, 100, "app", start=11)

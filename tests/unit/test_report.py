@@ -3,7 +3,7 @@
 import base64
 import json
 
-from ansible.module_utils.zombie_cleaner import report
+from ansible.module_utils.zombie_cleaner.controller import report
 
 
 def slurped(state):

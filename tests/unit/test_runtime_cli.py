@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ansible.module_utils.zombie_cleaner import config, runtime_cli
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.cure import runtime_cli
 
 CID = "c" * 64
 FAR = 3600.0   # a deadline that never matters
@@ -238,7 +239,7 @@ def load_role_filter():
 
 
 def _hold_lock(path, ready, release):
-    from ansible.module_utils.zombie_cleaner import state
+    from ansible.module_utils.zombie_cleaner.record import state
     with state.Lock(path, 1):
         ready.set()
         release.wait(60)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import seccomp
+from ansible.module_utils.zombie_cleaner.cure import seccomp
 
 ALLOW, KILL, ERRNO = 0x7FFF0000, 0x80000000, 0x00050001
 ARCH = seccomp.AUDIT_ARCH_X86_64

@@ -7,7 +7,8 @@ import stat
 
 import pytest
 
-from ansible.module_utils.zombie_cleaner import metrics, procfs, scan, state
+from ansible.module_utils.zombie_cleaner.observe import procfs, scan
+from ansible.module_utils.zombie_cleaner.record import metrics, state
 from helpers.zombies import ZombieParent
 
 BOOT = "boot-a"

@@ -36,7 +36,8 @@ import struct
 import threading
 import time
 
-from ansible.module_utils.zombie_cleaner import procfs, ptrace, seccomp
+from ansible.module_utils.zombie_cleaner.cure import ptrace, seccomp
+from ansible.module_utils.zombie_cleaner.observe import procfs
 
 RESTORE_GRACE = 5.0      # past process_timeout, how long the tracer waits for a stop to restore the registers
 MAX_ROUNDS = 4           # stops per reap: each signal of the parent's own passed through mid-injection costs one

@@ -19,8 +19,10 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.zombie_cleaner import (atomicfile, attribution, audit, cgroups, config, metrics, procfs,
-                                                 procsignal, reaper, runtime_cli, runtimes, state, trust)
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.cure import procsignal, reaper, runtime_cli
+from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes, trust
+from ansible.module_utils.zombie_cleaner.record import atomicfile, audit, metrics, state
 
 REAP = "reap_in_place"
 RESTART = "restart"

@@ -12,7 +12,7 @@ import os
 import stat
 import time
 
-from ansible.module_utils.zombie_cleaner import atomicfile
+from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 COMPONENT = "zombie-cleaner"

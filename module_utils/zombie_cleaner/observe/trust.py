@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat as stat_module
 
-from ansible.module_utils.zombie_cleaner import procfs
+from ansible.module_utils.zombie_cleaner.observe import procfs
 
 # The kernel's initial user namespace always has this inode (PROC_USER_INIT_INO).
 INITIAL_USER_NS = "user:[4026531837]"

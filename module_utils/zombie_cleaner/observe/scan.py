@@ -10,7 +10,9 @@ import signal
 import socket
 import time
 
-from ansible.module_utils.zombie_cleaner import attribution, audit, cgroups, config, metrics, procfs, runtimes, state
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes
+from ansible.module_utils.zombie_cleaner.record import audit, metrics, state
 
 # Containers kept in the state's last-scan snapshot (and so in the metrics): the worst first.
 SNAPSHOT_CONTAINERS = 100

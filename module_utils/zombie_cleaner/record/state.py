@@ -22,7 +22,7 @@ import os
 import stat
 import time
 
-from ansible.module_utils.zombie_cleaner import atomicfile
+from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 STATE_VERSION = 1
 # Optional sections (added without a format change: older files simply lack them).

@@ -14,7 +14,7 @@ import math
 import os
 import stat
 
-from ansible.module_utils.zombie_cleaner import atomicfile
+from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 TEXTFILE_NAME = "zombie_cleaner.prom"
 # A scan of a busy node takes milliseconds to a second; process_timeout caps it at seconds.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ansible.module_utils.zombie_cleaner import cgroups, procfs, runtimes, trust
+from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs, runtimes, trust
 
 # Who does not reap: decides later which remediation can cure it.
 APPLICATION = "application"   # the container's own process: restart or tini cures it

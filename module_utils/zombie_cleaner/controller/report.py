@@ -15,7 +15,8 @@ import json
 import os
 import time
 
-from ansible.module_utils.zombie_cleaner import atomicfile, cgroups
+from ansible.module_utils.zombie_cleaner.observe import cgroups
+from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 WORST_CONTAINERS = 15
 PALETTE = ("#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d96a3", "#003d5b", "#b07aa1")

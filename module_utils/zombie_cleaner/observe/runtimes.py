@@ -12,7 +12,7 @@ import json
 import os
 import re
 
-from ansible.module_utils.zombie_cleaner import procfs, trust
+from ansible.module_utils.zombie_cleaner.observe import procfs, trust
 
 # /proc/PID/stat names are cut to 15 characters: containerd-shim-runc-v2 and
 # containerd-shim-kata-v2 both read "containerd-shim", docker-containerd-shim

@@ -9,7 +9,7 @@ import os
 import signal
 import time
 
-from ansible.module_utils.zombie_cleaner import procfs
+from ansible.module_utils.zombie_cleaner.observe import procfs
 
 
 class Refused(Exception):
