@@ -20,13 +20,13 @@ class TestFleet(Fleet):
     __test__ = False  # not a pytest test class
 
     def reset(self):
-        """Every node rebooted (all processes gone) with empty node files."""
+        """Every node rebooted (all processes gone) with empty node files; the nodes stop and start all at once."""
+        self.stop_all(self.names)
         for name in self.names:
-            self.stop(name)
             var = os.path.join(self.node_dir(name), "var")
             shutil.rmtree(var, ignore_errors=True)
             os.makedirs(var, mode=0o700)
-            self.start(name)
+        self.start_all(self.names)
 
     def playbook(self, name, *args, env=None, check=True):
         return playbook("playbooks/%s" % name if "/" not in name else name, "-i", self.inventory, *BACK_TO_BACK, *args,
