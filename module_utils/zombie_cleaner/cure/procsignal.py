@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
+from ansible.module_utils.zombie_cleaner import waiter
 from ansible.module_utils.zombie_cleaner.observe import procfs
 
 
@@ -63,12 +63,12 @@ def send_exact(proc_root, pid, start_time, signum):
         os.close(fd)
 
 
+def is_gone(proc_root, pid, start_time):
+    """True when the process seen has exited (a zombie or dead) or was reaped."""
+    stat = procfs.read_stat(proc_root, pid)
+    return stat is None or stat.start_time != start_time or stat.state in ("Z", "X")
+
+
 def wait_gone(proc_root, pid, start_time, timeout):
     """True once the process seen is gone (exited or reaped), within timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stat = procfs.read_stat(proc_root, pid)
-        if stat is None or stat.start_time != start_time or stat.state in ("Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
+    return waiter.poll_until(lambda: is_gone(proc_root, pid, start_time), timeout, 0.05)

@@ -36,7 +36,8 @@ import struct
 import threading
 import time
 
-from ansible.module_utils.zombie_cleaner.cure import ptrace, seccomp
+from ansible.module_utils.zombie_cleaner import waiter
+from ansible.module_utils.zombie_cleaner.cure import procsignal, ptrace, seccomp
 from ansible.module_utils.zombie_cleaner.observe import procfs
 
 RESTORE_GRACE = 5.0      # past process_timeout, how long the tracer waits for a stop to restore the registers
@@ -318,9 +319,8 @@ def _act(proc_root, parent, found, deadline, result):
 
 def _wait_thread_gone(tid, timeout=2.0):
     """A finished Python thread lingers a moment in the kernel; its exit is what releases a tracee."""
-    deadline = time.monotonic() + timeout
-    while tid and os.path.exists("/proc/self/task/%d" % tid) and time.monotonic() < deadline:
-        time.sleep(0.0005)
+    if tid:
+        waiter.poll_until(lambda: not os.path.exists("/proc/self/task/%d" % tid), timeout, 0.0005)
 
 
 class _Injection:
@@ -621,14 +621,8 @@ def _traced_by(proc_root, pid, tid):
 
 def _ends_soon(proc_root, parent, timeout=1.0):
     """True if the parent is gone or dying (a SIGKILL makes ptrace answer ESRCH before /proc shows it)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        stat = procfs.read_stat(proc_root, parent["pid"])
-        if stat is None or stat.state in ("Z", "X") or stat.start_time != parent["start_time"]:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
+    return waiter.poll_until(lambda: procsignal.is_gone(proc_root, parent["pid"], parent["start_time"]), timeout,
+                             0.01)
 
 
 def _verify_after(proc_root, parent, before, targets, result):

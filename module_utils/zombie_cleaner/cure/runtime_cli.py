@@ -18,6 +18,8 @@ import signal
 import subprocess
 import time
 
+from ansible.module_utils.zombie_cleaner import waiter
+
 # After the command exited, or was killed, its pipes are read this much longer for output still on
 # its way; then they are closed, whoever else holds them.
 PIPE_GRACE = 0.5
@@ -236,17 +238,16 @@ class Containerd(Runtime):
         if not steps[-1].ok:
             return steps
         # ctr task kill returns at once: wait for the task to stop, within the bound.
-        while True:
+        def stopped():
             status, running = self._task_running(record, _left(end), end)
-            if not status.ok:
-                steps.append(status)
-                return steps
-            if not running:
-                break
-            if time.monotonic() >= end:
-                steps.append(CommandResult(status.argv, None, "", "task still running", timeout, True))
-                return steps
-            time.sleep(0.2)
+            return None if status.ok and running else status
+        status = waiter.poll_until(stopped, end - time.monotonic(), 0.2)
+        if status is None:
+            steps.append(CommandResult(self._ctr(record, "task", "ls"), None, "", "task still running", timeout, True))
+            return steps
+        if not status.ok:
+            steps.append(status)
+            return steps
         if self.kubelet_managed(record):
             return steps
         return steps + self.start_again(record, _left(end), end)
