@@ -115,6 +115,41 @@ options:
     description: crictl CLI (used for kubelet-managed containers when installed).
     type: str
     default: crictl
+  guardrails:
+    description:
+      - What holds confirmed work back on this node, checked right before acting. A held-back container is
+        C(deferred) (or C(recurring)) with C(blocked_reason) and a reason that says why; nothing is done to it.
+    type: dict
+    suboptions:
+      pause_file:
+        description:
+          - While this path exists (a file, a link or a directory), the node remediates nothing (C(paused)). Its
+            first line, if any, is shown as the reason. Empty turns the check off.
+        type: str
+        default: /etc/zombie-cleaner/pause
+      max_cures_per_workload:
+        description:
+          - The cure-loop brake. A workload (C(workload) of the record, the parent's name for host zombies) cured this
+            many times within O(guardrails.cure_window) is C(recurring), no longer cured automatically. A reap in
+            place counts as a cure. C(0) turns the brake off.
+        type: int
+        default: 3
+      cure_window:
+        description: How far back the brake counts cures (C(24h)).
+        type: str
+        default: 24h
+      cure_history_reset:
+        description: Workloads whose cure history is forgotten before this run (the brake released by hand).
+        type: list
+        elements: str
+        default: []
+      held_back:
+        description:
+          - What the controller held back for the fleet (the M(zombie_guardrails) decision for this node) - C(node)
+            for every item, C(items) per container id or host group key, each C({reason, detail}) with a reason of
+            C(window), C(alert), C(prometheus_unreachable) or C(budget).
+        type: dict
+        default: {}
 extends_documentation_fragment:
   - zombie_cleaner.runtime_files
   - zombie_cleaner.outputs
@@ -152,7 +187,10 @@ outcomes:
   description:
     - One per container (and host group) passed in. C(result) is C(reaped_in_place) (cured without a restart; with
       C(stop_seconds), how long the parent was stopped), C(cured), C(failed), C(stale), C(skipped), C(deferred) or
-      C(would_remediate) (dry run and check mode, with C(plan) naming each rung and the reap verdict).
+      C(would_remediate) (dry run and check mode, with C(plan) naming each rung and the reap verdict), or
+      C(recurring) (held back by the cure-loop brake, with C(recurring) - its cure count and until when).
+    - A held-back item (C(deferred) by a guardrail, or C(recurring)) has C(blocked_reason) - C(window), C(alert),
+      C(prometheus_unreachable), C(budget), C(recurring) or C(paused).
   returned: always
   type: list
   elements: dict
@@ -171,10 +209,13 @@ outcomes:
       seconds: 2.41
       rungs: [{rung: restart, ok: true, seconds: 2.4, timeouts: 0, detail: "docker restart -t ok in 2.4s"}]
 summary:
-  description: Counts by result (reaped_in_place, cured, failed, stale, skipped, deferred, would_remediate) and timeouts.
+  description:
+    - Counts by result (reaped_in_place, cured, failed, stale, skipped, deferred, recurring, would_remediate) and
+      timeouts.
   returned: always
   type: dict
-  sample: {reaped_in_place: 2, cured: 1, failed: 0, stale: 0, skipped: 1, deferred: 0, would_remediate: 0, timeouts: 0}
+  sample: {reaped_in_place: 2, cured: 1, failed: 0, stale: 0, skipped: 1, deferred: 0, recurring: 0, would_remediate: 0,
+           timeouts: 0}
 dry_run:
   description: Whether this was a dry run.
   returned: always

@@ -56,6 +56,15 @@ def runtime_files(params):
     return {key: params[key] for key in RUNTIME_FILES_SPEC}
 
 
+# The node's guardrails (cure/guardrails.py): the pause file, the cure-loop brake, and what the controller held back.
+GUARDRAILS_SPEC = dict(
+    pause_file=dict(type="str", default="/etc/zombie-cleaner/pause"),
+    max_cures_per_workload=dict(type="int", default=3),
+    cure_window=dict(type="str", default="24h"),
+    cure_history_reset=dict(type="list", elements="str", default=[]),
+    held_back=dict(type="dict", default={}),
+)
+
 REMEDIATE_ARGUMENT_SPEC = dict(
     containers=dict(type="list", elements="dict", required=True),
     host_groups=dict(type="list", elements="dict", default=[]),
@@ -75,6 +84,7 @@ REMEDIATE_ARGUMENT_SPEC = dict(
     podman_bin=dict(type="str", default="podman"),
     ctr_bin=dict(type="str", default="ctr"),
     crictl_bin=dict(type="str", default="crictl"),
+    guardrails=dict(type="dict", options=GUARDRAILS_SPEC, apply_defaults=True),
     **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
 

@@ -9,7 +9,7 @@ One glue file per module, so that each module ships (and imports on the node) on
 from __future__ import annotations
 
 from ansible.module_utils.zombie_cleaner import config, module_args
-from ansible.module_utils.zombie_cleaner.cure import remediate
+from ansible.module_utils.zombie_cleaner.cure import guardrails, remediate
 from ansible.module_utils.zombie_cleaner.record import state
 
 
@@ -26,7 +26,8 @@ def run_remediate_module(module):
             allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
             allow_pod_shim_kill=params["allow_pod_shim_kill"],
             reap_in_place=params["reap_in_place"], reap_host_zombies=params["reap_host_zombies"],
-            binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params))
+            binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params),
+            guard=guardrails.GuardrailOptions(**params["guardrails"]))
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     for section, required in (("containers", ("container_id", "zombies")), ("host_groups", ("key", "parent", "zombies"))):

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.zombie_cleaner import config, waiter
-from ansible.module_utils.zombie_cleaner.cure import procsignal, reaper, runtime_cli
+from ansible.module_utils.zombie_cleaner.cure import guardrails, procsignal, reaper, runtime_cli
 from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes, trust
 from ansible.module_utils.zombie_cleaner.record import atomicfile, audit, metrics, state
 
@@ -44,7 +44,9 @@ STALE = "stale"
 SKIPPED = "skipped"
 DEFERRED = "deferred"
 WOULD = "would_remediate"
-RESULTS = (REAPED, CURED, FAILED, STALE, SKIPPED, DEFERRED, WOULD)
+# Held back by the cure-loop brake (cure/guardrails.py): cured too often within cure_window.
+RECURRING = guardrails.RECURRING
+RESULTS = (REAPED, CURED, FAILED, STALE, SKIPPED, DEFERRED, RECURRING, WOULD)
 
 # Where a record's container id came from: only the runtime's own root-owned state may name what we act on.
 TRUSTED_ID_SOURCES = ("bundle", "conmon")
@@ -56,7 +58,7 @@ class RemediationOptions:
                  process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
                  dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
                  binaries=None, runtime_files=None, reap_in_place=True, reap_host_zombies=False,
-                 allow_pod_shim_kill=False):
+                 allow_pod_shim_kill=False, guard=None):
         self.proc_root = proc_root.rstrip("/") or "/"
         self.state_path = state_path
         self.audit_log = audit_log or audit.AuditLog(None)
@@ -73,6 +75,8 @@ class RemediationOptions:
         self.reap_in_place = bool(reap_in_place)
         self.reap_host_zombies = bool(reap_host_zombies)
         self.runtime_files = runtime_files or {}
+        # The pause file, the cure-loop brake and the controller's holds (cure/guardrails.py).
+        self.guardrails = guard or guardrails.GuardrailOptions()
 
     def run_budget(self):
         """The longest a whole remediation run on this node may take (config.remediation_seconds)."""
@@ -513,11 +517,19 @@ def run_remediation(options, containers, check_mode=False, now=None, host_groups
         state.prepare_directory(options.state_path)
         lock = state.Lock(options.state_path, options.process_timeout)
     with lock:
-        outcomes = _act(options, containers, host_groups, check_mode)
-        return _record(options, outcomes, check_mode, now)
+        guard = _guard(options, now)
+        outcomes = _act(options, containers, host_groups, check_mode, guard)
+        return _record(options, outcomes, check_mode, now, guard)
 
 
-def _act(options, containers, host_groups, check_mode):
+def _guard(options, now):
+    """This run's guardrails: the pause file, and the cure history read from the state under the lock."""
+    current, _ = state.load(options.state_path, procfs.read_boot_id(options.proc_root), move_corrupt=False, now=now)
+    return guardrails.RunGuard(options.guardrails, current.get("cure_history"), now,
+                               guardrails.pause_reason(options.guardrails.pause_file))
+
+
+def _act(options, containers, host_groups, check_mode, guard=None):
     remediator = Remediator(options, runtimes.RuntimeFiles(**options.runtime_files))
     # Closest to failing forks first, then most zombies: the per-run cap defers the least urgent.
     ordered = sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
@@ -527,6 +539,8 @@ def _act(options, containers, host_groups, check_mode):
     for record in ordered:
         rungs, outcome = remediator.plan(record)
         if rungs is None:
+            outcomes.append(outcome)
+        elif guard is not None and guard.apply(outcome, record):        # paused, window, alert, budget, recurring
             outcomes.append(outcome)
         elif len(eligible) >= options.max_per_run:
             outcome.update(result=DEFERRED, reason="max_remediations_per_run=%d reached" % options.max_per_run)
@@ -539,7 +553,10 @@ def _act(options, containers, host_groups, check_mode):
     for group in host_groups:
         if not options.reap_host_zombies:
             break
-        if len(eligible) >= options.max_per_run:
+        held = host_outcome(group)
+        if guard is not None and guard.apply(held, group):
+            outcome = held
+        elif len(eligible) >= options.max_per_run:
             outcome = host_outcome(group)
             outcome.update(result=DEFERRED, reason="max_remediations_per_run=%d reached" % options.max_per_run)
         else:
@@ -629,7 +646,7 @@ def _load_pending(options, warnings):
         return []
 
 
-def _persist(options, increments, remembered_items, done_keys, now):
+def _persist(options, increments, remembered_items, done_keys, now, guard=None, outcomes=()):
     """Counters, remembered outcomes and reset sightings into the state (the caller holds the lock).
 
     If the state cannot be written after acting, what was done goes to a side file that the next run
@@ -639,6 +656,8 @@ def _persist(options, increments, remembered_items, done_keys, now):
     for item in pending:
         _apply(current, item["increments"], item.get("remembered") or [], item.get("done") or [])
     _apply(current, increments, remembered_items, done_keys)
+    if guard is not None:
+        guard.after(current, outcomes, now, (CURED, REAPED))     # the cure history and the run's holds
     try:
         state.save(options.state_path, current)
     except (OSError, state.StateError) as error:
@@ -659,14 +678,14 @@ def _persist(options, increments, remembered_items, done_keys, now):
     return warnings
 
 
-def _record(options, outcomes, check_mode, now):
+def _record(options, outcomes, check_mode, now, guard=None):
     summary, increments = tally(outcomes)
     changed = summary[CURED] + summary[REAPED] + summary[FAILED] > 0
     warnings = []
     if not check_mode:
         remembered = [_remembered(item, now) for item in outcomes if item["result"] in (CURED, REAPED, FAILED)]
         done = [item["container_id"] for item in outcomes if item["result"] in (CURED, REAPED)]
-        warnings = _persist(options, increments, remembered, done, now)
+        warnings = _persist(options, increments, remembered, done, now, guard, outcomes)
         warnings += [item["warning"] for item in outcomes if item.get("warning")]
         try:
             options.audit_log.write(audit.outcome_records(outcomes, now))

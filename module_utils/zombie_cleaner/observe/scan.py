@@ -367,6 +367,9 @@ def run_scan(options, check_mode=False, now=None):
         "vm_sandboxes": attributor.vm_sandboxes(),
         "candidates": [item["container_id"] for item in container_list if item["candidate"]],
         "to_cure": work_to_cure(container_list, host_list, options.reap_host_zombies),
+        # The cure-loop brake's history (cure/guardrails.py, bounded there): the controller's fleet budget leaves
+        # out what the brake will hold back, so a recurring workload never takes a place in it.
+        "cure_history": new.get("cure_history") or {},
         "previous_run_age_seconds": round(gap, 3) if gap is not None else None,
         "warnings": warnings,
         "summary": summary,

@@ -20,6 +20,8 @@ TEXTFILE_NAME = "zombie_cleaner.prom"
 # A scan of a busy node takes milliseconds to a second; process_timeout caps it at seconds.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTAINER_LABELS = ("container_id", "namespace", "pod", "container", "runtime")
+# Why confirmed work was held back (cure/guardrails.py REASONS): every reason has a series on every run.
+BLOCK_REASONS = ("window", "alert", "prometheus_unreachable", "budget", "recurring", "paused")
 
 # (state counter key, metric name, help). The first three are the original design's.
 COUNTERS = (
@@ -141,6 +143,18 @@ def render(state):
                 "The node's tasks / min(kernel.pid_max, kernel.threads-max): at 1 no process can fork anywhere "
                 "on the node (the kubelet's pid.available eviction signal counts the same).",
                 [("", [], float(node_pids["pressure"]))] if node_pids.get("pressure") is not None else [])
+    guard = state.get("guardrails") or {}
+    # The holds of the remediation that followed the last scan; a scan no remediation followed held nothing back.
+    current = guard.get("run") is not None and guard.get("run") == state.get("last_run")
+    blocked = (guard.get("blocked") or {}) if current else {}
+    text.family("zombie_cleaner_remediation_blocked", "gauge",
+                "Confirmed containers (and host groups) the last run held back, by reason: window, alert, "
+                "prometheus_unreachable, budget, recurring, paused.",
+                [("", [("reason", reason)], blocked.get(reason, 0)) for reason in BLOCK_REASONS])
+    text.family("zombie_cleaner_recurring_workloads", "gauge",
+                "Workloads the cure-loop brake holds back (cured max_cures_per_workload times within cure_window), "
+                "as of the last remediation.",
+                [("", [], guard.get("recurring_workloads", 0))])
     text.family("zombie_cleaner_check_interval_seconds", "gauge",
                 "The configured check_interval: alerts compare the time since the last success with it.",
                 [("", [], float(last.get("check_interval") or 0))])

@@ -27,7 +27,9 @@ from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 STATE_VERSION = 1
 # Optional sections (added without a format change: older files simply lack them).
-KEPT_ACROSS_BOOTS = ("counters", "last_run", "histogram", "last_scan", "history", "remediations")
+# A reboot does not end a cure loop: the cure history (the brake) and the last holds outlive it too.
+KEPT_ACROSS_BOOTS = ("counters", "last_run", "histogram", "last_scan", "history", "remediations", "cure_history",
+                     "guardrails")
 HISTORY_LENGTH = 48
 REMEDIATIONS_KEPT = 50
 # Cron and AWX start runs a little early or late: confirmation needs this much less than the full span.
@@ -94,6 +96,19 @@ def _is_last_scan(value):
             and _is_records(value.get("host_groups", [])))
 
 
+def _is_cure_history(value):
+    """{workload: {"cures": [times], "recurring_since": time or None}} (cure/guardrails.py)."""
+    return _is_map(value, _is_str, lambda entry: isinstance(entry, dict) and isinstance(entry.get("cures"), list)
+                   and all(map(_is_number, entry["cures"])) and _number_or_none(entry.get("recurring_since")))
+
+
+def _is_guardrails(value):
+    """The last remediation's holds: {"run": the scan's time, "blocked": {reason: count}, ...}."""
+    return (isinstance(value, dict) and _number_or_none(value.get("run"))
+            and _is_map(value.get("blocked", {}), _is_str, _is_count)
+            and _is_count(value.get("recurring_workloads", 0)))
+
+
 # section: (check, what it must be)
 SECTION_CHECKS = {
     "counters": (lambda value: _is_map(value, _is_str, lambda n: _is_number(n) and n >= 0),
@@ -103,6 +118,8 @@ SECTION_CHECKS = {
     "last_scan": (_is_last_scan, "a mapping of the last scan's numbers"),
     "history": (_is_records, "a list of mappings"),
     "remediations": (_is_records, "a list of mappings"),
+    "cure_history": (_is_cure_history, "a mapping of workloads to their cure times"),
+    "guardrails": (_is_guardrails, "a mapping of the last run's holds"),
 }
 
 
