@@ -1,8 +1,13 @@
-"""Shared by the benchmarks: real zombies in bulk, the shipped module_utils, interleaved timing."""
+"""Shared by the benchmarks: real zombies in bulk, the shipped module_utils, interleaved timing, runs of a
+command with its wall time, peak RSS and CPU, and room in the PID space."""
 
+import contextlib
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,8 +44,73 @@ def median(values):
     return statistics.median(values)
 
 
-def verdict(ratio, target):
-    return "meets" if ratio <= target else "MISSES"
+def verdict(value, target, unit=""):
+    """'meets', or by how much value misses the target (value should be at most target)."""
+    if value <= target:
+        return "meets"
+    return "MISSES by %s%s (%.1fx the target)" % (("%.2f" % (value - target)).rstrip("0").rstrip("."), unit,
+                                                   value / target)
+
+
+class Run:
+    """One finished command: wall seconds, peak RSS (KiB) of the largest process in its tree that was waited
+    for, user+system CPU seconds of that tree, exit code and output."""
+
+    def __init__(self, seconds, maxrss_kib, cpu, returncode, output):
+        self.seconds, self.maxrss_kib, self.cpu, self.returncode, self.output = (
+            seconds, maxrss_kib, cpu, returncode, output)
+
+
+def run(argv, env=None, cwd=None, timeout=900, check=True):
+    """Run argv and measure it with wait4(2): the rusage of that child alone (its own and its waited-for
+    descendants'), not of whatever else this process ran. Output goes to a temporary file, not a pipe:
+    a module result of megabytes cannot stall the run."""
+    with tempfile.TemporaryFile() as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
+                                   stderr=subprocess.STDOUT)
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)     # reaped here, not by Popen
+        output.seek(0)
+        text = output.read().decode("utf-8", "replace")
+    result = Run(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, process.returncode, text)
+    if check and result.returncode != 0:
+        raise SystemExit("%s failed (%d):\n%s" % (" ".join(argv), result.returncode, text[-3000:]))
+    return result
+
+
+def tasks_in_use():
+    """Every task (process or thread) on the machine: what takes a PID."""
+    with open("/proc/loadavg") as handle:
+        return int(handle.read().split()[3].split("/")[1])
+
+
+@contextlib.contextmanager
+def pid_room(needed, margin=4096):
+    """Make sure `needed` more PIDs fit under kernel.pid_max, raising it for the duration if they do not
+    (zombies hold their PIDs; a fleet's zombies take them from the machine's one PID space), and put it
+    back afterwards."""
+    path = "/proc/sys/kernel/pid_max"
+    with open(path) as handle:
+        before = int(handle.read())
+    wanted = tasks_in_use() + needed + margin
+    if wanted <= before:
+        yield before
+        return
+    with open(path, "w") as handle:
+        handle.write("%d\n" % wanted)
+    line("(kernel.pid_max raised from %d to %d for %d zombies; put back afterwards)" % (before, wanted, needed))
+    try:
+        yield wanted
+    finally:
+        with open(path, "w") as handle:
+            handle.write("%d\n" % before)
 
 
 def line(text=""):
