@@ -64,6 +64,11 @@ class ActionModule(ActionBase):
         if not isinstance(check, dict) or not isinstance(check.get("effective", {}), dict):
             raise AnsibleActionFail("settings_check must be a mapping with cleaner and effective, got %r" % (check,))
         problems = config.settings_problems(check.get("cleaner"), check.get("effective", {}))
+        if check.get("guardrails") is not None:
+            # The fleet-wide guardrail settings, passed for the play's first host only (the decision is made with
+            # that host's view of them): checked once per run, not per node.
+            from ansible.module_utils.zombie_cleaner.controller import holds
+            problems += holds.settings_problems(check["guardrails"])
         if problems:
             # Nothing has run on the node: its state, audit log and metrics stay as they were.
             return dict(result, failed=True, msg="; ".join(problems), settings_problems=problems)

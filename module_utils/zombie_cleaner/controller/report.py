@@ -92,6 +92,28 @@ def _advice(container, parent):
             "(`ENTRYPOINT [\"tini\", \"--\"]`)." % parent.get("name"))
 
 
+# The same advice in the run's notification (controller/notify.py).
+advice = _advice
+
+
+def held_back(nodes):
+    """What each node's last run held back (guardrails), and the workloads its cure-loop brake holds:
+    [{"host", "reason", "count", "detail"}] and [{"host", "workload", "cures", "since"}]."""
+    holds, recurring = [], []
+    for node in nodes:
+        guard = node.state.get("guardrails") or {}
+        if guard.get("run") is not None and guard.get("run") == node.state.get("last_run"):
+            for reason, count in sorted((guard.get("blocked") or {}).items()):
+                if count:
+                    holds.append({"host": node.host, "reason": reason, "count": count,
+                                  "detail": (guard.get("details") or {}).get(reason)})
+        for workload, entry in sorted((node.state.get("cure_history") or {}).items()):
+            if isinstance(entry, dict) and entry.get("recurring_since"):
+                recurring.append({"host": node.host, "workload": workload, "cures": len(entry.get("cures") or []),
+                                  "since": entry["recurring_since"]})
+    return holds, recurring
+
+
 def build(nodes, now=None, repeat_threshold=2):
     """The report's model: plain data the Markdown, the HTML and the module result share."""
     now = now if now is not None else time.time()
@@ -168,8 +190,9 @@ def build(nodes, now=None, repeat_threshold=2):
         "failures": sum(row["failures"] for row in ok_rows),
         "timeouts": sum(row["timeouts"] for row in ok_rows),
     }
+    holds, recurring = held_back(reachable)
     return {"generated": now, "totals": totals, "nodes": rows, "worst_containers": worst,
-            "repeat_offenders": offenders,
+            "repeat_offenders": offenders, "held_back": holds, "recurring": recurring,
             "problems": [{"host": row["host"], "problem": row["problem"], "unreachable": row["unreachable"]}
                          for row in rows if not row["ok"]]}
 
@@ -254,6 +277,13 @@ def markdown(model, title="zombie-cleaner fleet report"):
             out.append("- **%s** (%s): %s" % (_md(item["workload"]), _md(offence(item)), " ".join(item["advice"])))
     else:
         out.append("None: no workload needed curing more than once.")
+    if model.get("held_back") or model.get("recurring"):
+        out += ["", "## Held back by the guardrails", ""]
+        out += ["- **%s**: %d %s: %s" % (_md(item["host"]), item["count"], _md(item["reason"]), _md(item["detail"]))
+                for item in model.get("held_back") or []]
+        out += ["- **%s**: workload %s is recurring (cured %d times within cure_window, since %s): not cured "
+                "automatically" % (_md(item["host"]), _md(item["workload"]), item["cures"], _when(item["since"]))
+                for item in model.get("recurring") or []]
     return "\n".join(out) + "\n"
 
 
@@ -398,6 +428,14 @@ def html_page(model, title="zombie-cleaner fleet report"):
                 _e(item["workload"]), _e(offence(item)), "</p><p>".join(_inline_code(text) for text in item["advice"])))
     else:
         out.append('<p class="muted">None: no workload needed curing more than once.</p>')
+    if model.get("held_back") or model.get("recurring"):
+        out.append('<h2>Held back by the guardrails</h2><ul id="held-back">')
+        out += ["<li><b>%s</b>: %d %s: %s</li>" % (_e(item["host"]), item["count"], _e(item["reason"]),
+                                                   _e(item["detail"])) for item in model.get("held_back") or []]
+        out += ["<li><b>%s</b>: workload %s is recurring (cured %d times within cure_window, since %s): not cured "
+                "automatically</li>" % (_e(item["host"]), _e(item["workload"]), item["cures"], _e(_when(item["since"])))
+                for item in model.get("recurring") or []]
+        out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
