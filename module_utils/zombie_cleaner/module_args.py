@@ -1,9 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: zombie-cleaner contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Argument specs shared by the modules, so every module takes the same keys."""
+"""Argument specs shared by the modules, so every module takes the same keys.
+
+The specs are the one source of every module default: the options objects (scan.ScanOptions,
+remediate.RemediationOptions) take theirs from here (settings), and tests/unit/test_module_specs.py checks
+each module's DOCUMENTATION against its spec."""
 
 from __future__ import annotations
+
+import copy
 
 from ansible.module_utils.zombie_cleaner import config
 from ansible.module_utils.zombie_cleaner.record import audit
@@ -26,6 +32,9 @@ OUTPUT_SPEC = dict(
     log_level=dict(type="str", default="info", choices=["debug", "info", "warning", "error"]),
     metrics_textfile_dir=dict(type="str", default="/var/lib/prometheus/node-exporter"),
 )
+
+# The outputs a caller outside Ansible gets only when it asks for them (module_args.settings).
+NODE_OUTPUTS = ("audit_log_path", "metrics_textfile_dir")
 
 SCAN_ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
@@ -99,3 +108,18 @@ REPORT_ARGUMENT_SPEC = dict(
     title=dict(type="str", default="zombie-cleaner fleet report"),
     repeat_threshold=dict(type="int", default=2),
 )
+
+
+def settings(spec, given, off=()):
+    """A module's parameters as its argument spec makes them: every default, then what was given.
+
+    For the options objects built outside Ansible (tests, benchmarks): a name given as None counts as not
+    given, as it did for their keyword defaults, and the names in off (the node's outputs) are empty unless
+    given, so such a caller never writes an audit log or metrics it did not ask for."""
+    unknown = sorted(set(given) - set(spec))
+    if unknown:
+        raise TypeError("unknown settings: %s" % ", ".join(unknown))
+    params = {name: copy.deepcopy(option.get("default")) for name, option in spec.items()}
+    params.update({name: "" for name in off})
+    params.update({name: value for name, value in given.items() if value is not None})
+    return params

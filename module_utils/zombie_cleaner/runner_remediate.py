@@ -8,26 +8,15 @@ One glue file per module, so that each module ships (and imports on the node) on
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import config, module_args
-from ansible.module_utils.zombie_cleaner.cure import guardrails, remediate
+from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner.cure import remediate
 from ansible.module_utils.zombie_cleaner.record import state
 
 
 def run_remediate_module(module):
     params = module.params
     try:
-        options = remediate.RemediationOptions(
-            proc_root=params["proc_root"], state_path=params["state_path"], audit_log=module_args.audit_log(params),
-            metrics_textfile_dir=params["metrics_textfile_dir"],
-            container_timeout=params["container_timeout"], process_timeout=params["process_timeout"],
-            replacement_wait=params["replacement_wait"],
-            max_concurrent_containers=params["max_concurrent_containers"],
-            max_remediations_per_run=params["max_remediations_per_run"], dry_run=params["dry_run"],
-            allow_shim_kill_for_runtime_faults=params["allow_shim_kill_for_runtime_faults"],
-            allow_pod_shim_kill=params["allow_pod_shim_kill"],
-            reap_in_place=params["reap_in_place"], reap_host_zombies=params["reap_host_zombies"],
-            binaries=module_args.binaries(params), runtime_files=module_args.runtime_files(params),
-            guard=guardrails.GuardrailOptions(**params["guardrails"]))
+        options = remediate.RemediationOptions.from_params(params)
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     for section, required in (("containers", ("container_id", "zombies")), ("host_groups", ("key", "parent", "zombies"))):

@@ -8,7 +8,7 @@ One glue file per module, so that each module ships (and imports on the node) on
 
 from __future__ import annotations
 
-from ansible.module_utils.zombie_cleaner import config, module_args
+from ansible.module_utils.zombie_cleaner import config
 from ansible.module_utils.zombie_cleaner.observe import scan
 from ansible.module_utils.zombie_cleaner.record import state
 
@@ -16,13 +16,7 @@ from ansible.module_utils.zombie_cleaner.record import state
 def run_scan_module(module):
     params = module.params
     try:
-        options = scan.ScanOptions(
-            proc_root=params["proc_root"], state_path=params["state_path"],
-            confirm_count=params["confirm_count"], whitelist_patterns=params["whitelist_patterns"],
-            process_timeout=params["process_timeout"], check_interval=params["check_interval"],
-            runtime_files=module_args.runtime_files(params), cgroup_root=params["cgroup_root"],
-            audit_log=module_args.audit_log(params), metrics_textfile_dir=params["metrics_textfile_dir"],
-            reap_host_zombies=params["reap_host_zombies"])
+        options = scan.ScanOptions.from_params(params)
     except config.ConfigError as error:
         module.fail_json(msg=str(error), parameter=error.parameter, value=error.value)
     try:

@@ -19,7 +19,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible.module_utils.zombie_cleaner import config, waiter
+from ansible.module_utils.zombie_cleaner import config, module_args, waiter
 from ansible.module_utils.zombie_cleaner.cure import guardrails, procsignal, reaper, runtime_cli
 from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes, trust
 from ansible.module_utils.zombie_cleaner.record import atomicfile, audit, metrics, state
@@ -53,30 +53,42 @@ TRUSTED_ID_SOURCES = ("bundle", "conmon")
 
 
 class RemediationOptions:
-    def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
-                 audit_log=None, metrics_textfile_dir=None, container_timeout="30s",
-                 process_timeout="10s", max_concurrent_containers=10, max_remediations_per_run=5,
-                 dry_run=False, allow_shim_kill_for_runtime_faults=False, replacement_wait="30s",
-                 binaries=None, runtime_files=None, reap_in_place=True, reap_host_zombies=False,
-                 allow_pod_shim_kill=False, guard=None):
-        self.proc_root = proc_root.rstrip("/") or "/"
-        self.state_path = state_path
-        self.audit_log = audit_log or audit.AuditLog(None)
-        self.metrics_textfile_dir = metrics_textfile_dir
-        self.container_timeout = config.parse_duration("container_timeout", container_timeout)
-        self.process_timeout = config.parse_duration("process_timeout", process_timeout)
-        self.replacement_wait = config.parse_duration("replacement_wait", replacement_wait)
-        self.max_concurrent = config.positive_int("max_concurrent_containers", max_concurrent_containers)
-        self.max_per_run = config.positive_int("max_remediations_per_run", max_remediations_per_run)
-        self.dry_run = bool(dry_run)
-        self.allow_shim_kill_for_runtime_faults = bool(allow_shim_kill_for_runtime_faults)
-        self.allow_pod_shim_kill = bool(allow_pod_shim_kill)
-        self.binaries = binaries or {}
-        self.reap_in_place = bool(reap_in_place)
-        self.reap_host_zombies = bool(reap_host_zombies)
-        self.runtime_files = runtime_files or {}
+    """Validated remediation settings: zombie_remediate's parameters, with the defaults of its argument spec
+    (module_args.REMEDIATE_ARGUMENT_SPEC). Raises config.ConfigError on the first bad one.
+
+    from_params takes the module's params. Built by name (tests), the node's outputs are off unless given:
+    audit_log (an audit.AuditLog, or audit_log_path and its settings) and metrics_textfile_dir; binaries
+    ({"docker": path, ...}) and runtime_files ({name: directory}) may stand for the *_bin and directory
+    parameters."""
+
+    def __init__(self, audit_log=None, binaries=None, runtime_files=None, guard=None, **given):
+        given = dict(given, **(runtime_files or {}))
+        given.update(("%s_bin" % name, path) for name, path in (binaries or {}).items())
+        params = module_args.settings(module_args.REMEDIATE_ARGUMENT_SPEC, given, off=module_args.NODE_OUTPUTS)
+        self.proc_root = params["proc_root"].rstrip("/") or "/"
+        self.state_path = params["state_path"]
+        self.audit_log = audit_log or module_args.audit_log(params)
+        self.metrics_textfile_dir = params["metrics_textfile_dir"] or None
+        self.container_timeout = config.parse_duration("container_timeout", params["container_timeout"])
+        self.process_timeout = config.parse_duration("process_timeout", params["process_timeout"])
+        self.replacement_wait = config.parse_duration("replacement_wait", params["replacement_wait"])
+        self.max_concurrent = config.positive_int("max_concurrent_containers", params["max_concurrent_containers"])
+        self.max_per_run = config.positive_int("max_remediations_per_run", params["max_remediations_per_run"])
+        self.dry_run = bool(params["dry_run"])
+        self.allow_shim_kill_for_runtime_faults = bool(params["allow_shim_kill_for_runtime_faults"])
+        self.allow_pod_shim_kill = bool(params["allow_pod_shim_kill"])
+        self.binaries = module_args.binaries(params)
+        self.reap_in_place = bool(params["reap_in_place"])
+        self.reap_host_zombies = bool(params["reap_host_zombies"])
+        self.runtime_files = module_args.runtime_files(params)
         # The pause file, the cure-loop brake and the controller's holds (cure/guardrails.py).
-        self.guardrails = guard or guardrails.GuardrailOptions()
+        self.guardrails = guard or guardrails.GuardrailOptions(**(params.get("guardrails") or {}))
+
+    @classmethod
+    def from_params(cls, params):
+        """From the zombie_remediate module's params (every key of its spec; the records to act on are not
+        settings)."""
+        return cls(**{name: value for name, value in params.items() if name not in ("containers", "host_groups")})
 
     def run_budget(self):
         """The longest a whole remediation run on this node may take (config.remediation_seconds)."""

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 
-from ansible.module_utils.zombie_cleaner import config
+from ansible.module_utils.zombie_cleaner import config, module_args
 from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes
 from ansible.module_utils.zombie_cleaner.record import audit, metrics, state
 
@@ -46,25 +46,34 @@ def deadline(seconds):
 
 
 class ScanOptions:
-    """Validated scan settings. Raises config.ConfigError on the first bad one."""
+    """Validated scan settings: zombie_scan's parameters, with the defaults of its argument spec
+    (module_args.SCAN_ARGUMENT_SPEC). Raises config.ConfigError on the first bad one.
 
-    def __init__(self, proc_root="/proc", state_path="/var/lib/zombie-cleaner/state.json",
-                 confirm_count=3, whitelist_patterns=None, process_timeout="10s",
-                 check_interval="5m", runtime_files=None, cgroup_root="/sys/fs/cgroup", audit_log=None,
-                 metrics_textfile_dir=None, reap_host_zombies=False):
-        self.proc_root = proc_root.rstrip("/") or "/"
-        self.state_path = state_path
-        self.confirm_count = config.positive_int("confirm_count", confirm_count)
-        self.whitelist_patterns = list(config.DEFAULT_WHITELIST if whitelist_patterns is None else whitelist_patterns)
+    from_params takes the module's params. Built by name (tests, benchmarks), the node's outputs are off
+    unless given: audit_log (an audit.AuditLog, or audit_log_path and its settings) and metrics_textfile_dir;
+    runtime_files ({name: directory}) may stand for the runtime directory parameters."""
+
+    def __init__(self, audit_log=None, runtime_files=None, **given):
+        params = module_args.settings(module_args.SCAN_ARGUMENT_SPEC, dict(given, **(runtime_files or {})),
+                                      off=module_args.NODE_OUTPUTS)
+        self.proc_root = params["proc_root"].rstrip("/") or "/"
+        self.state_path = params["state_path"]
+        self.confirm_count = config.positive_int("confirm_count", params["confirm_count"])
+        self.whitelist_patterns = list(params["whitelist_patterns"])
         self.whitelist = config.compile_whitelist(self.whitelist_patterns)
-        self.process_timeout = config.parse_duration("process_timeout", process_timeout)
-        self.check_interval = config.parse_duration("check_interval", check_interval)
-        self.runtime_files = runtime_files or {}
-        self.cgroup_root = cgroup_root
-        self.audit_log = audit_log or audit.AuditLog(None)
-        self.metrics_textfile_dir = metrics_textfile_dir
+        self.process_timeout = config.parse_duration("process_timeout", params["process_timeout"])
+        self.check_interval = config.parse_duration("check_interval", params["check_interval"])
+        self.runtime_files = module_args.runtime_files(params)
+        self.cgroup_root = params["cgroup_root"]
+        self.audit_log = audit_log or module_args.audit_log(params)
+        self.metrics_textfile_dir = params["metrics_textfile_dir"] or None
         # Only decides what `to_cure` lists; the scan itself never touches a process.
-        self.reap_host_zombies = bool(reap_host_zombies)
+        self.reap_host_zombies = bool(params["reap_host_zombies"])
+
+    @classmethod
+    def from_params(cls, params):
+        """From the zombie_scan module's params (every key of its spec; the controller's own are unused here)."""
+        return cls(**params)
 
 
 def _ranked(containers):
