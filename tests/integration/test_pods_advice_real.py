@@ -11,14 +11,13 @@ import os
 import random
 import time
 
-import psutil
 
 from ansible.module_utils.zombie_cleaner.controller import report
 from ansible.module_utils.zombie_cleaner.cure import remediate
 from ansible.module_utils.zombie_cleaner.observe import scan
 from ansible.module_utils.zombie_cleaner.record import audit
 from helpers import cri
-from helpers.zombies import wait_for, wait_for_zombies, zombie_children
+from helpers.zombies import wait_for_zombies
 
 # Kubernetes' alphabet for generated names (no vowels, no 0, 1, 3): pod-template-hash and the 5-character suffix.
 GENERATED = "bcdfghjklmnpqrstvwxz2456789"
@@ -55,21 +54,12 @@ def offenders(tmp_path, records):
 
 
 def test_an_exec_keeping_zombies_is_a_parent_of_its_own_class_with_advice_about_the_probe(pods, tmp_path):
-    """Item 1. A hung exec (an exec probe, kubectl exec) keeps zombies; the init makes none. Today the init is
-    already the bundle's init.pid (test_pods_real guards that), but the exec'd process is an "application"
-    parent and the advice is the generic "not the container's PID 1: fix the code to wait()", nothing about
-    the probe or the exec'd command."""
+    """Item 1. A hung exec (an exec probe, kubectl exec) keeps zombies; the init makes none: the exec'd
+    process is a parent of class exec, and the advice is about the probe, not an init in the image."""
     pod = pods("default", "probe-" + os.urandom(3).hex(), containers=[cri.ContainerSpec("app", cri.SLEEP)])
     app = pod.containers["app"]
     pod.exec_in_background("app", cri.ZOMBIES)
-    shim = pod.shim_pid
-
-    def exec_process():
-        found = [child.pid for child in psutil.Process(shim).children()
-                 if child.pid not in (app.init_pid, pod.pause_pid) and len(zombie_children(child.pid)) == 3]
-        return found[0] if len(found) == 1 else None
-    wait_for(exec_process, "the exec'd process and its three zombies")
-    exec_pid = exec_process()
+    exec_pid = pod.exec_keeping_zombies("app", 3)
 
     record = record_of(scan_once(tmp_path), app)
     assert record["init"]["pid"] == app.init_pid
@@ -82,8 +72,8 @@ def test_an_exec_keeping_zombies_is_a_parent_of_its_own_class_with_advice_about_
 
 def test_a_shared_pid_namespace_pod_whose_app_keeps_its_children_is_not_told_to_share_it(pods, tmp_path):
     """Item 2. The pod already shares its PID namespace (pause is PID 1) and the zombies are direct children of
-    the living app, which pause cannot reap. Today the app counts as the container's PID 1 (is_init) and the
-    advice is "Set shareProcessNamespace: true ... so the pause container reaps them"."""
+    the living app, which pause cannot reap: the advice is to fix that process (or run it under tini), never
+    to share the PID namespace."""
     pod = pods("default", "shared-" + os.urandom(3).hex(), share_pid=True,
                containers=[cri.ContainerSpec("app", cri.ZOMBIES)])
     app = pod.containers["app"]
@@ -96,8 +86,8 @@ def test_a_shared_pid_namespace_pod_whose_app_keeps_its_children_is_not_told_to_
 
 
 def test_orphans_under_a_non_reaping_pid_1_get_the_init_advice(pods, tmp_path):
-    """Item 2, the other side (passes today, kept here so the fix keeps it): in a pod of its own PID namespace,
-    orphans end under the container's PID 1, which does not reap: tini, dumb-init or shareProcessNamespace."""
+    """Item 2, the other side: in a pod of its own PID namespace, orphans end under the container's PID 1,
+    which does not reap: tini, dumb-init or shareProcessNamespace."""
     pod = pods("default", "own-" + os.urandom(3).hex(), containers=[cri.ContainerSpec("app", ORPHANS)])
     app = pod.containers["app"]
     wait_for_zombies(app.init_pid, 4, "three orphans and the helper under PID 1")
@@ -108,8 +98,8 @@ def test_orphans_under_a_non_reaping_pid_1_get_the_init_advice(pods, tmp_path):
 
 def test_pods_of_one_deployment_are_one_workload_in_the_scan_and_the_report(pods, tmp_path):
     """Item 5. Two generations of a Deployment's pod (<deployment>-<pod-template-hash>-<5>) and a StatefulSet's
-    pods (<statefulset>-<ordinal>). Today there is no workload in the records, and the report keys repeat
-    offenders by namespace/pod/container, so two pods of one Deployment cured once each are no offender."""
+    pods (<statefulset>-<ordinal>): one workload each in the scan records, and two pods of one Deployment
+    cured once each are one repeat offender in the fleet report."""
     deployment, template_hash = "web" + os.urandom(2).hex(), generated(10)
     web = [pods("default", "%s-%s-%s" % (deployment, template_hash, generated(5)),
                 labels={"app": deployment, "pod-template-hash": template_hash},

@@ -111,14 +111,7 @@ def test_an_exec_that_keeps_zombies_is_not_taken_for_the_init(pods, tmp_path):
     pod = pods("default", "probe-" + os.urandom(3).hex(), containers=[cri.ContainerSpec("app", cri.SLEEP)])
     app = pod.containers["app"]
     probe = pod.exec_in_background("app", cri.ZOMBIES)         # ExecSync without a timeout
-    shim = pod.shim_pid
-
-    def exec_process():
-        found = [child.pid for child in psutil.Process(shim).children()
-                 if child.pid not in (app.init_pid, pod.pause_pid) and len(zombie_children(child.pid)) == 3]
-        return found[0] if len(found) == 1 else None
-    wait_for(exec_process, "the exec'd process and its three zombies")
-    exec_pid = exec_process()
+    exec_pid = pod.exec_keeping_zombies("app", 3)
     assert zombie_children(app.init_pid) == []
 
     record = records_of(scan_once(tmp_path), pod)[app.id]

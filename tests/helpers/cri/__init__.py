@@ -338,6 +338,20 @@ class Pod:
         """The sandbox's pause process on the host, as the runtime reports it."""
         return int(self.sandbox_status()[1].get("pid") or 0) or None
 
+    def exec_keeping_zombies(self, name, zombies=3, timeout=30.0):
+        """pid of the one process exec'd into container `name` that holds `zombies` zombies: a child of the pod's
+        shim that is neither pause nor an init (runc exec's process is adopted by the subreaper shim)."""
+        import psutil
+        from helpers.zombies import wait_for, zombie_children
+        inits = {container.init_pid for container in self.containers.values()} | {self.pause_pid}
+
+        def found():
+            pids = [child.pid for child in psutil.Process(self.shim_pid).children()
+                    if child.pid not in inits and len(zombie_children(child.pid)) == zombies]
+            return pids[0] if len(pids) == 1 else None
+        wait_for(found, "the process exec'd into %s and its %d zombies" % (name, zombies), timeout=timeout)
+        return found()
+
     @property
     def shim_pid(self):
         """The containerd-shim-runc-v2 serving this sandbox: the process started with -id <sandbox id> and
