@@ -69,7 +69,14 @@ def settings_problems(settings):
             problems.append("%s=%s is invalid: %s" % (error.parameter, error.value, error.expected))
         return None
 
-    check(windows.from_settings, settings)
+    # Each window setting on its own, so that every bad one is named; then the window as a whole.
+    window_parts = [check(windows.parse_days, settings.get("remediation_days", windows.DAYS)),
+                    check(windows.parse_time, "remediation_start_time", settings.get("remediation_start_time", "00:00")),
+                    check(windows.parse_time, "remediation_end_time", settings.get("remediation_end_time", "24:00"),
+                          True),
+                    check(windows.parse_zone, settings.get("remediation_time_zone", "UTC"))]
+    if all(part is not None for part in window_parts):
+        check(windows.from_settings, settings)
     check(alerts.parse_url, settings.get("prometheus_url"))
     check(alerts.from_settings, settings)
     for key, function in _CHECKS:
