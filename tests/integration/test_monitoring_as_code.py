@@ -57,7 +57,8 @@ def test_rules_pass_promtool_check_and_their_unit_tests(promtool):
     assert test.returncode == 0 and "SUCCESS" in test.stdout, test.stdout + test.stderr
     alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]}
     assert alerts == {"ZombieProcessesRising", "ZombieContainerPidsPressureHigh", "ZombieNodePidsPressureHigh",
-                      "ZombieCleanerLeftAParentAttached", "ZombieCleanerCleanupFailures", "ZombieCleanerNotRunning"}
+                      "ZombieCleanerLeftAParentAttached", "ZombieCleanerCleanupFailures", "ZombieCleanerNotRunning",
+                      "ZombieCleanerRemediationBlocked"}
 
 
 def test_rule_unit_tests_can_fail(promtool, tmp_path):
