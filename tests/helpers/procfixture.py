@@ -64,6 +64,17 @@ class FakeNode:
                 os.symlink(target, link)
         return start
 
+    def add_zombies(self, ppid, pids, name="child"):
+        """Many zombies of one parent, quickly: only the stat file, all that a scan and a re-check read of a
+        zombie (its start time is its pid)."""
+        for pid in pids:
+            directory = os.path.join(self.proc, str(pid))
+            os.mkdir(directory)
+            fd = os.open(os.path.join(directory, "stat"), os.O_WRONLY | os.O_CREAT, 0o644)
+            os.write(fd, ("%d (%s) Z %d %d %d 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 1 0 %d 1000 10 0\n"
+                          % (pid, name, ppid, pid, pid, pid)).encode())
+            os.close(fd)
+
     def pids_cgroup(self, path, current, limit, v1=True):
         """pids.current and pids.max (an int or "max") of one cgroup, v1 (pids/ hierarchy) or v2."""
         directory = self.cgroup_root / ("pids" if v1 else "") / path.strip("/")

@@ -529,14 +529,47 @@ def run_remediation(options, containers, check_mode=False, now=None, host_groups
         state.prepare_directory(options.state_path)
         lock = state.Lock(options.state_path, options.process_timeout)
     with lock:
-        guard = _guard(options, now)
+        # Read once, under the lock: the confirmed zombies a scan's result only samples, and the cure history.
+        current, _ = state.load(options.state_path, procfs.read_boot_id(options.proc_root), move_corrupt=False,
+                                now=now)
+        containers = [with_confirmed_zombies(record, current["containers"].get(record.get("container_id")),
+                                             options.proc_root) for record in containers]
+        host_groups = [with_confirmed_zombies(group, current["host_groups"].get(group.get("key")), options.proc_root)
+                       for group in host_groups]
+        guard = _guard(options, now, current)
         outcomes = _act(options, containers, host_groups, check_mode, guard)
         return _record(options, outcomes, check_mode, now, guard)
 
 
-def _guard(options, now):
+def with_confirmed_zombies(record, entry, proc_root):
+    """The record with every confirmed zombie it names in "zombies", as they are now in /proc.
+
+    A scan's result lists at most a sample of them (records.SAMPLE_SIZE; confirmed_zombies counts them all).
+    The rest are named by the node's own state: this group's zombies first seen no later than
+    confirmed_until, exactly the scan's confirmed set (state.first_seen_until). Zombies marked unconfirmed
+    are never acted on. In check mode the state is the previous run's: it names them too, except zombies
+    confirmed at first sight (confirm_count 1), of which the sample is what there is."""
+    listed = [zombie for zombie in record.get("zombies") or [] if zombie.get("confirmed", True)]
+    sampled = (record.get("confirmed_zombies") or 0) > len(listed) and record.get("confirmed_until") is not None
+    if sampled and entry:
+        known = {state.zombie_key(zombie) for zombie in listed}
+        found = (_zombie_now(proc_root, key) for key in state.first_seen_until(entry, record["confirmed_until"])
+                 if key not in known)
+        listed += [zombie for zombie in found if zombie]
+    return record if listed == (record.get("zombies") or []) else dict(record, zombies=listed)
+
+
+def _zombie_now(proc_root, key):
+    """{pid, ppid, name, start_time} of the zombie a state key ("pid:start") names, if it is still that zombie."""
+    pid, start_time = (int(part) for part in key.split(":"))
+    stat = procfs.read_stat(proc_root, pid)
+    if not procfs.is_zombie(stat) or stat.start_time != start_time:
+        return None
+    return {"pid": pid, "ppid": stat.ppid, "name": stat.name, "start_time": start_time}
+
+
+def _guard(options, now, current):
     """This run's guardrails: the pause file, and the cure history read from the state under the lock."""
-    current, _ = state.load(options.state_path, procfs.read_boot_id(options.proc_root), move_corrupt=False, now=now)
     return guardrails.RunGuard(options.guardrails, current.get("cure_history"), now,
                                guardrails.pause_reason(options.guardrails.pause_file))
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs, runtimes, trust
+from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs, records, runtimes, trust
 
 # Who does not reap: decides later which remediation can cure it.
 APPLICATION = "application"   # the container's own process: restart or tini cures it
@@ -158,47 +158,51 @@ class Attributor:
     def attribute(self, zombies):
         """Group zombies into containers and host groups.
 
-        Returns (containers, host_groups); containers and host
-        groups are dicts keyed by container id and by "host:<ppid>:<start>".
+        Returns (containers, host_groups): records.ContainerRecord by container id and records.HostGroup by
+        "host:<ppid>:<start>".
         """
         containers = {}
         host_groups = {}
         claims = {}
+        parents = {}                   # container id -> {parent pid: parent entry}
         # One record lookup per (shim, init): every zombie of a container shares it.
         record_by_init = {}
         for zombie in sorted(zombies):
-            parent = self.table.get(zombie.ppid)
-            if self.shim(zombie.ppid):
-                # The shim itself did not reap: the zombie was the container's
-                # init (or an exec'd process the subreaper shim adopted).
-                found = (zombie.ppid, zombie.pid)
-            else:
-                found = self.below_shim(zombie.ppid)
+            found = self._shim_and_child(zombie)
             record = None
             if found:
                 if found not in record_by_init:
                     record_by_init[found] = self._container_record(containers, found[0], found[1])
                 record = record_by_init[found]
-            if not isinstance(record, dict) or "container_id" not in record:
+            if not isinstance(record, records.ContainerRecord):
                 if zombie.ppid not in claims:
                     claims[zombie.ppid] = record or self._unverified_claim(zombie)
-                self._add_host_zombie(host_groups, zombie, parent, claims[zombie.ppid])
+                self._add_host_zombie(host_groups, zombie, self.table.get(zombie.ppid), claims[zombie.ppid])
                 continue
-            parents = record.setdefault("_parents", {})
-            if zombie.ppid not in parents:
-                parents[zombie.ppid] = dict(
-                    _proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
-                    parent_class=self.classify_parent(parent, record["shim"]["pid"]), zombie_count=0)
-            entry = parents[zombie.ppid]
+            entry = self._parent_entry(parents.setdefault(record.container_id, {}), zombie, record)
             entry["zombie_count"] += 1
-            record["zombies"].append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=entry["parent_class"]))
+            record.zombies.append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=entry["parent_class"]))
         for record in containers.values():
-            record["parents"] = sorted(record.pop("_parents", {}).values(), key=lambda item: item["pid"])
-            record["zombie_count"] = len(record["zombies"])
-            record["parent_classes"] = sorted({item["parent_class"] for item in record["parents"]})
-        for group in host_groups.values():
-            group["zombie_count"] = len(group["zombies"])
+            record.parents = sorted(parents.get(record.container_id, {}).values(), key=lambda item: item["pid"])
+            record.parent_classes = sorted({item["parent_class"] for item in record.parents})
         return containers, host_groups
+
+    def _shim_and_child(self, zombie):
+        """(shim pid, the shim's child on the zombie's way up), or None."""
+        if self.shim(zombie.ppid):
+            # The shim itself did not reap: the zombie was the container's
+            # init (or an exec'd process the subreaper shim adopted).
+            return zombie.ppid, zombie.pid
+        return self.below_shim(zombie.ppid)
+
+    def _parent_entry(self, parents, zombie, record):
+        """The container's entry for the zombie's parent, classified once."""
+        if zombie.ppid not in parents:
+            parent = self.table.get(zombie.ppid)
+            parents[zombie.ppid] = dict(
+                _proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
+                parent_class=self.classify_parent(parent, record.shim["pid"]), zombie_count=0)
+        return parents[zombie.ppid]
 
     def _unverified_claim(self, zombie):
         """What a host zombie's chain or cgroup claims about a container, for the report only.
@@ -269,27 +273,25 @@ class Attributor:
         # A zombie init keeps only its v2 cgroup line; identity_from_cgroups skips "/".
         identity = cgroups.identity_from_cgroups(self.cgroup_entries(init_pid))
         runtime = shim_info.get("runtime")
-        record = {
-            "container_id": container_id,
-            "id_source": "conmon" if shim_info["kind"] == "conmon" else "bundle",
-            "runtime": runtime,
-            "containerd_namespace": shim_info.get("namespace"),
-            "shim": dict(_proc(self.table[shim_pid]), kind=shim_info["kind"], binary=shim_info["binary"],
-                         id=shim_info["id"]),
-            "init": _proc(init_stat) if init_stat else None,
-            "init_is_zombie": procfs.is_zombie(init_stat),
-            "cgroup_pod_uid": identity.get("pod_uid"),
-            "zombies": [],
-        }
+        record = records.ContainerRecord(
+            container_id=container_id,
+            id_source="conmon" if shim_info["kind"] == "conmon" else "bundle",
+            runtime=runtime,
+            containerd_namespace=shim_info.get("namespace"),
+            shim=dict(_proc(self.table[shim_pid]), kind=shim_info["kind"], binary=shim_info["binary"],
+                      id=shim_info["id"]),
+            init=_proc(init_stat) if init_stat else None,
+            init_is_zombie=procfs.is_zombie(init_stat),
+            cgroup_pod_uid=identity.get("pod_uid"),
+            # One CRI shim serves a whole pod sandbox: killing it takes the pod down.
+            shim_shared=bool(shim_info["kind"] != "conmon" and shim_info["id"] != container_id))
         record.update(self.files.describe(runtime, shim_info, container_id, identity.get("pod_uid")))
-        # One CRI shim serves a whole pod sandbox: killing it takes the pod down.
-        record["shim_shared"] = bool(shim_info["kind"] != "conmon" and shim_info["id"] != container_id)
-        if record["shim_shared"]:
-            record["sandbox_members"] = [dict(self.files.describe(runtime, shim_info, member, None), container_id=member)
-                                         for member in self.files.containerd_sandbox_members(
-                                             shim_info["namespace"], shim_info["id"]) if member != container_id]
-        record["identity_unknown"] = identity_unknown(record)
-        record["pid_namespace"] = self.files.pid_namespace(shim_info, container_id)
+        if record.shim_shared:
+            record.sandbox_members = [dict(self.files.describe(runtime, shim_info, member, None), container_id=member)
+                                      for member in self.files.containerd_sandbox_members(
+                                          shim_info["namespace"], shim_info["id"]) if member != container_id]
+        record.identity_unknown = identity_unknown(record)
+        record.pid_namespace = self.files.pid_namespace(shim_info, container_id)
         record.update(workload_of(record))
         containers[container_id] = record
         return record
@@ -298,15 +300,10 @@ class Attributor:
         key = "host:%d:%s" % (zombie.ppid, parent.start_time if parent else "gone")
         group = host_groups.get(key)
         if group is None:
-            group = host_groups[key] = {
-                "key": key,
-                "parent": _proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
-                "parent_class": HOST,
-                "parent_is_host_init": zombie.ppid == 1,
-                "unverified_identity": _claim_view(claim),
-                "zombies": [],
-            }
-        group["zombies"].append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=HOST))
+            group = host_groups[key] = records.HostGroup(
+                key=key, parent=_proc(parent) if parent else {"pid": zombie.ppid, "name": None, "start_time": None},
+                parent_class=HOST, parent_is_host_init=zombie.ppid == 1, unverified_identity=_claim_view(claim))
+        group.zombies.append(dict(_proc(zombie), ppid=zombie.ppid, parent_class=HOST))
 
 
 def _claim_view(claim):

@@ -1,17 +1,19 @@
 # -*- coding: utf-8 -*-
 # Copyright: zombie-cleaner contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One scan of a node: read /proc, attribute, count sightings, decide candidates."""
+"""One scan of a node, in three steps: observe (read /proc, attribute, under the deadline), evaluate (pure:
+sightings, decisions, ranking, summary, diff) and persist and publish (state, metrics, audit log)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import socket
 import time
 
 from ansible.module_utils.zombie_cleaner import config, module_args
-from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes
+from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, records, runtimes
 from ansible.module_utils.zombie_cleaner.record import audit, metrics, state
 
 # Containers kept in the state's last-scan snapshot (and so in the metrics): the worst first.
@@ -78,30 +80,50 @@ class ScanOptions:
 
 def _ranked(containers):
     """Closest to failing forks first (pids pressure), then most zombies."""
-    return sorted(containers, key=lambda item: cgroups.pressure_order(item["pids_pressure"], item["zombie_count"])
-                  + (item["container_id"],))
+    return sorted(containers, key=lambda item: cgroups.pressure_order(item.pids_pressure, item.zombie_count)
+                  + (item.container_id,))
 
 
 def add_pids_usage(record, attributor, cgroup_root):
     """pids cgroup numbers of the container, from its init's cgroup (a live process keeps its v1 paths)."""
-    pid = (record.get("init") or {}).get("pid") or record["zombies"][0]["pid"]
+    pid = (record.init or {}).get("pid") or record.zombies[0]["pid"]
     usage = cgroups.pids_usage(attributor.cgroup_entries(pid), cgroup_root) or {}
-    record["pids_current"] = usage.get("current")
-    record["pids_max"] = usage.get("max")
-    record["pids_pressure"] = usage.get("pressure")
-    record["pids_limit_cgroup"] = usage.get("limit_cgroup")
+    record.update(pids_current=usage.get("current"), pids_max=usage.get("max"), pids_pressure=usage.get("pressure"),
+                  pids_limit_cgroup=usage.get("limit_cgroup"))
     return record
 
 
-def mark_confirmed(group, entry):
-    """Copy the sighting entry's verdict onto a scanned container or host group, zombie by zombie."""
-    confirmed = set(entry["confirmed_zombies"])
-    for zombie in group["zombies"]:
-        zombie["confirmed"] = state.zombie_key(zombie) in confirmed
-    group["sightings"] = entry["count"]
-    group["confirmed"] = entry["confirmed"]
-    group["since"] = entry["since"]
-    return group
+@dataclasses.dataclass
+class Observation:
+    """What the node showed in one pass over /proc (observe): containers and host groups by key
+    (records.ContainerRecord, records.HostGroup), not judged yet."""
+
+    boot_id: str
+    containers: dict
+    host_groups: dict
+    zombie_count: int
+    scanned_processes: int
+    node_pids: dict
+    vm_sandboxes: list
+    seconds: float = 0.0
+
+
+def observe(options):
+    """Read /proc, attribute every zombie, read the pids cgroups: the only step under the deadline
+    (process_timeout), and the only one that reads the node's processes."""
+    started = time.monotonic()
+    boot_id = procfs.read_boot_id(options.proc_root)
+    with deadline(options.process_timeout):
+        table = procfs.scan(options.proc_root)
+        zombies = [stat for stat in table.values() if procfs.is_zombie(stat)]
+        attributor = attribution.Attributor(table, options.proc_root,
+                                            runtimes.RuntimeFiles(**options.runtime_files))
+        containers, host_groups = attributor.attribute(zombies)
+        for record in containers.values():
+            add_pids_usage(record, attributor, options.cgroup_root)
+        node_pids = procfs.node_pid_budget(options.proc_root, table)
+    return Observation(boot_id, containers, host_groups, len(zombies), len(table), node_pids,
+                       attributor.vm_sandboxes(), time.monotonic() - started)
 
 
 def _not_confirmed_yet(entry):
@@ -111,32 +133,32 @@ def _not_confirmed_yet(entry):
 
 
 def decide(container, entry, whitelist):
-    """Fill in sightings, confirmation, protection and candidacy of one container."""
-    mark_confirmed(container, entry)
+    """The verdict fields of one container (records.ContainerRecord.VERDICT) from its sighting entry:
+    confirmation, protection and candidacy."""
     protection = config.protecting_pattern(whitelist, container)
     # A Kubernetes container the whitelist cannot name is protected: unknown fails closed.
-    container["protected"] = protection is not None or bool(container.get("identity_unknown"))
-    container["protected_by"] = ({"pattern": protection[0], "subject": protection[1]} if protection else
-                                 {"pattern": None, "subject": "identity unknown"} if container["protected"] else None)
-    container["protected_members"] = protected_members(container, whitelist)
-    container["runtime_fault"] = attribution.RUNTIME in container["parent_classes"]
-    curable = bool(set(attribution.CURABLE) & set(container["parent_classes"]))
-    if not container["confirmed"]:
+    protected = protection is not None or bool(container.identity_unknown)
+    curable = bool(set(attribution.CURABLE) & set(container.parent_classes))
+    if not entry["confirmed"]:
         reason = _not_confirmed_yet(entry)
-    elif container["protected"] and not protection:
-        reason = "identity unknown: %s" % container["identity_unknown"]
-    elif container["protected"]:
+    elif protected and not protection:
+        reason = "identity unknown: %s" % container.identity_unknown
+    elif protected:
         reason = "protected by whitelist pattern %s" % protection[0]
-    elif container["shim"] is None:
+    elif container.shim is None:
         reason = "no shim found: cannot act on a container whose runtime process is unknown"
     elif not curable:
         reason = "zombies held by the runtime itself (%s): a restart of the application will not cure it" % (
-            container["shim"]["binary"])
+            container.shim["binary"])
     else:
         reason = "confirmed"
-    container["candidate"] = reason == "confirmed"
-    container["decision"] = reason
-    return container
+    return dict(
+        sightings=entry["count"], confirmed=entry["confirmed"], since=entry["since"], protected=protected,
+        protected_by=({"pattern": protection[0], "subject": protection[1]} if protection else
+                      {"pattern": None, "subject": "identity unknown"} if protected else None),
+        protected_members=protected_members(container, whitelist),
+        runtime_fault=attribution.RUNTIME in container.parent_classes,
+        candidate=reason == "confirmed", decision=reason)
 
 
 def protected_members(container, whitelist):
@@ -150,20 +172,25 @@ def protected_members(container, whitelist):
     return found
 
 
-def _container_identity(record):
-    keep = {key: record.get(key) for key in ("runtime", "namespace", "pod", "container_name", "name")}
-    keep["init"] = record["init"] and [record["init"]["pid"], record["init"]["start_time"]]
-    keep["shim"] = record["shim"] and [record["shim"]["pid"], record["shim"]["start_time"]]
-    return keep
+def judged_container(record, entry, options):
+    """A copy of the observed container with this run's verdict."""
+    return dataclasses.replace(record, zombies=records.judged_zombies(record, entry), confirm_count=options.confirm_count,
+                               **decide(record, entry, options.whitelist))
+
+
+def judged_host_group(group, entry):
+    """A copy of the observed host group with this run's sightings: never a candidate for a restart or a signal."""
+    return dataclasses.replace(group, zombies=records.judged_zombies(group, entry), sightings=entry["count"],
+                               confirmed=entry["confirmed"], since=entry["since"], candidate=False)
 
 
 def _pids_text(item):
-    if item.get("pids_current") is None:
+    if item.pids_current is None:
         return ""
-    text = ", pids %d/%s" % (item["pids_current"], item["pids_max"] if item["pids_max"] is not None else "max")
-    if item.get("pids_pressure") is not None:
-        text += " (%d%% of the limit%s)" % (round(item["pids_pressure"] * 100), "" if item["pids_max"] is not None
-                                            else " of %s" % item["pids_limit_cgroup"])
+    text = ", pids %d/%s" % (item.pids_current, item.pids_max if item.pids_max is not None else "max")
+    if item.pids_pressure is not None:
+        text += " (%d%% of the limit%s)" % (round(item.pids_pressure * 100), "" if item.pids_max is not None
+                                            else " of %s" % item.pids_limit_cgroup)
     return text
 
 
@@ -178,20 +205,20 @@ def node_pids_line(node_pids):
 
 def report_lines(containers, host_groups, node_pids=None):
     """Human lines for the play output: a summary, then one line per container and host parent."""
-    zombies = sum(item["zombie_count"] for item in containers) + sum(g["zombie_count"] for g in host_groups)
+    in_containers = sum(item.zombie_count for item in containers)
+    on_host = sum(group.zombie_count for group in host_groups)
     lines = ["%d zombies: %d in %d containers (%d confirmed, %d protected, %d to remediate), %d on the host" % (
-        zombies, sum(item["zombie_count"] for item in containers), len(containers),
-        sum(1 for item in containers if item["confirmed"]), sum(1 for item in containers if item["protected"]),
-        sum(1 for item in containers if item["candidate"]), sum(g["zombie_count"] for g in host_groups))]
+        in_containers + on_host, in_containers, len(containers), sum(1 for item in containers if item.confirmed),
+        sum(1 for item in containers if item.protected), sum(1 for item in containers if item.candidate), on_host)]
     for item in containers:
-        parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item["parents"])
+        parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item.parents)
         lines.append("%s (%s %s): %d zombies%s, parent %s, seen %d/%s: %s" % (
-            attribution.label(item), item["runtime"], item["container_id"][:12], item["zombie_count"],
-            _pids_text(item), parents, item["sightings"], item.get("confirm_count", "?"), item["decision"]))
+            attribution.label(item), item.runtime, item.container_id[:12], item.zombie_count,
+            _pids_text(item), parents, item.sightings, item.confirm_count or "?", item.decision))
     for group in host_groups:
-        claim = group.get("unverified_identity")
+        claim = group.unverified_identity
         lines.append("host: %d zombies of %s[%s], seen %d runs%s" % (
-            group["zombie_count"], group["parent"]["name"], group["parent"]["pid"], group["sightings"],
+            group.zombie_count, group.parent["name"], group.parent["pid"], group.sightings,
             "; claims container %s (identity unverified: %s)" % ((claim["container_id"] or "?")[:12], claim["reason"])
             if claim else ""))
     if node_pids:
@@ -219,168 +246,181 @@ def schedule_gap_warning(gap, check_interval, confirm_count):
     return None
 
 
+def _snapshot_container(item):
+    return {"container_id": item.container_id, "namespace": item.namespace, "pod": item.pod,
+            "container": item.container_name or item.name, "runtime": item.runtime,
+            "label": attribution.label(item), "zombies": item.zombie_count,
+            "workload": item.workload, "pid_namespace": item.pid_namespace,
+            "pids_current": item.pids_current, "pids_max": item.pids_max,
+            "pids_pressure": item.pids_pressure, "sightings": item.sightings, "confirmed": item.confirmed,
+            "protected": item.protected, "decision": item.decision,
+            "init": (item.init or {}).get("name"),
+            "parents": attribution.parent_summary(item)}
+
+
 def snapshot(container_list, host_list, summary, now, check_interval):
     """What the metrics and the fleet report need of this scan, kept in the state."""
-    return {
-        "time": now,
-        "check_interval": check_interval,
-        "zombies": summary["zombies"],
-        "host_zombies": summary["host_zombies"],
-        "tracked_containers": summary["tracked_containers"],
-        "confirmed": summary["confirmed"],
-        "protected": summary["protected"],
-        "candidates": summary["candidates"],
-        "containers_omitted": max(0, len(container_list) - SNAPSHOT_CONTAINERS),
-        "containers": [{
-            "container_id": item["container_id"], "namespace": item.get("namespace"), "pod": item.get("pod"),
-            "container": item.get("container_name") or item.get("name"), "runtime": item.get("runtime"),
-            "label": attribution.label(item), "zombies": item["zombie_count"],
-            "workload": item.get("workload"), "pid_namespace": item.get("pid_namespace"),
-            "pids_current": item["pids_current"], "pids_max": item["pids_max"],
-            "pids_pressure": item["pids_pressure"], "sightings": item["sightings"], "confirmed": item["confirmed"],
-            "protected": item["protected"], "decision": item["decision"],
-            "init": (item.get("init") or {}).get("name"),
-            "parents": attribution.parent_summary(item),
-        } for item in container_list[:SNAPSHOT_CONTAINERS]],
-        "host_groups": [{"parent": group["parent"]["name"], "parent_pid": group["parent"]["pid"],
-                         "zombies": group["zombie_count"], "sightings": group["sightings"]}
-                        for group in host_list[:SNAPSHOT_CONTAINERS]],
-    }
+    return dict({key: summary[key] for key in ("zombies", "host_zombies", "tracked_containers", "confirmed",
+                                               "protected", "candidates")},
+                time=now, check_interval=check_interval,
+                containers_omitted=max(0, len(container_list) - SNAPSHOT_CONTAINERS),
+                containers=[_snapshot_container(item) for item in container_list[:SNAPSHOT_CONTAINERS]],
+                host_groups=[{"parent": group.parent["name"], "parent_pid": group.parent["pid"],
+                              "zombies": group.zombie_count, "sightings": group.sightings}
+                             for group in host_list[:SNAPSHOT_CONTAINERS]])
 
 
 def _summary(container_list, host_list, zombie_total, tracked):
-    host_zombie_count = sum(group["zombie_count"] for group in host_list)
+    host_zombie_count = sum(group.zombie_count for group in host_list)
     return {
         "zombies": zombie_total,
         "host_zombies": host_zombie_count,
         "containers_with_zombies": len(container_list),
         "tracked_containers": tracked,
-        "confirmed": sum(1 for item in container_list if item["confirmed"]),
-        "protected": sum(1 for item in container_list if item["protected"]),
-        "candidates": sum(1 for item in container_list if item["candidate"]),
-        "runtime_faults": sum(1 for item in container_list if item["runtime_fault"]),
-        "max_pids_pressure": max([item["pids_pressure"] for item in container_list
-                                  if item["pids_pressure"] is not None] or [None]),
+        "confirmed": sum(1 for item in container_list if item.confirmed),
+        "protected": sum(1 for item in container_list if item.protected),
+        "candidates": sum(1 for item in container_list if item.candidate),
+        "runtime_faults": sum(1 for item in container_list if item.runtime_fault),
+        "max_pids_pressure": max([item.pids_pressure for item in container_list
+                                  if item.pids_pressure is not None] or [None]),
     }
-
-
-def confirmed_only(record):
-    """The record as the remediation gets it: "zombies" lists only the confirmed ones (the others may be
-    about to be reaped by their parent, which then learns their exit status); zombie_count still
-    counts them all, and unconfirmed_zombies says how many were left out."""
-    zombies = [zombie for zombie in record["zombies"] if zombie.get("confirmed")]
-    return dict(record, zombies=zombies, unconfirmed_zombies=len(record["zombies"]) - len(zombies))
 
 
 def work_to_cure(containers, host_groups, reap_host_zombies):
     """What a remediation acts on: confirmed, unprotected containers, and, when reap_host_zombies is on,
     confirmed host groups whose parent is not the host's PID 1 (never touched); each with only its
-    confirmed zombies."""
+    confirmed zombies (records.Group.cure_fields)."""
     return {
-        "containers": [confirmed_only(item) for item in containers if item["confirmed"] and not item["protected"]],
-        "host_groups": [confirmed_only(group) for group in host_groups
-                        if group["confirmed"] and not group["parent_is_host_init"]]
+        "containers": [item.to_cure() for item in containers if item.confirmed and not item.protected],
+        "host_groups": [group.to_cure() for group in host_groups
+                        if group.confirmed and not group.parent_is_host_init]
         if reap_host_zombies else [],
     }
+
+
+def bounded_view(view):
+    """A sighting view (state.sighting_view) as the diff shows it: per entry the count, how many zombies,
+    and at most records.SAMPLE_SIZE of their keys."""
+    return {section: {key: {"count": entry["count"], "zombie_count": len(entry["zombies"]),
+                            "zombies": entry["zombies"][:records.SAMPLE_SIZE]}
+                      for key, entry in entries.items()}
+            for section, entries in view.items()}
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What a scan makes of an observation (evaluate)."""
+
+    state: dict                # the new state
+    containers: list           # judged records.ContainerRecord, the most urgent first
+    host_groups: list          # judged records.HostGroup, by key
+    summary: dict
+    changed: bool              # the sightings changed (a zombie new or gone, a count)
+    diff: dict                 # {"before", "after"}: the sightings, bounded
+    previous_run_age: float    # seconds since this node's previous run, or None
+    warnings: list
+
+
+def evaluate(observation, previous_state, options, now):
+    """Pure: this run's sightings, decisions, ranking, summary and diff from an observation and the state
+    before it. Reads and writes nothing; the new state lacks only this run's duration (persist adds it)."""
+    new = dict(previous_state)
+    new["containers"] = state.update_sightings(previous_state["containers"], observation.containers, now,
+                                               options.confirm_count, options.check_interval,
+                                               lambda record: record.state_identity())
+    new["host_groups"] = state.update_sightings(previous_state["host_groups"], observation.host_groups, now,
+                                                options.confirm_count, options.check_interval)
+    containers = _ranked([judged_container(record, new["containers"][key], options)
+                          for key, record in observation.containers.items()])
+    host_groups = [judged_host_group(group, new["host_groups"][key])
+                   for key, group in sorted(observation.host_groups.items())]
+    summary = dict(_summary(containers, host_groups, observation.zombie_count, len(new["containers"])),
+                   node_pids_pressure=observation.node_pids["pressure"])
+    new.update(last_run=now, boot_id=observation.boot_id,
+               last_scan=dict(snapshot(containers, host_groups, summary, now, options.check_interval),
+                              node_pids=observation.node_pids),
+               history=state.keep_recent(previous_state.get("history"), {
+                   "time": now, "zombies": summary["zombies"], "host_zombies": summary["host_zombies"],
+                   "containers": summary["containers_with_zombies"], "confirmed": summary["confirmed"],
+                   "candidates": summary["candidates"]}, state.HISTORY_LENGTH))
+    before, after = state.sighting_view(previous_state), state.sighting_view(new)
+    previous_run = previous_state.get("last_run")
+    gap = now - previous_run if previous_run else None
+    warning = schedule_gap_warning(gap, options.check_interval, options.confirm_count)
+    return Evaluation(new, containers, host_groups, summary, before != after,
+                      {"before": bounded_view(before), "after": bounded_view(after)}, gap,
+                      [warning] if warning else [])
+
+
+def persist(options, verdict, check_seconds, check_mode, warnings):
+    """The new state (with this run's duration) and the metrics textfile, under the state lock: a
+    remediation run's textfile never overtakes this one. Returns the textfile's path, or None."""
+    verdict.state["histogram"] = metrics.observe(verdict.state.get("histogram"), check_seconds)
+    if check_mode:
+        return None
+    state.save(options.state_path, verdict.state)
+    metrics_path, problem = metrics.publish(options.metrics_textfile_dir, verdict.state)
+    if problem:
+        warnings.append(problem)
+    return metrics_path
+
+
+def publish_audit(options, verdict, previous_state, now, warnings):
+    """The sightings and confirmations into the audit log (after the lock: a slow disk holds no other run)."""
+    try:
+        options.audit_log.write(audit.sighting_records(verdict.containers, verdict.host_groups, previous_state,
+                                                       options.confirm_count, options.audit_log.min_level, now))
+    except OSError as error:
+        warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
 
 
 def run_scan(options, check_mode=False, now=None):
     """Scan the node and update its sighting state (unless check_mode). Returns the result dict."""
     started = time.monotonic()
     now = now if now is not None else time.time()
-    boot_id = procfs.read_boot_id(options.proc_root)
     # In check mode nothing is created, but a state directory others could write to is refused all the same.
     state.prepare_directory(options.state_path, create=not check_mode)
-    with deadline(options.process_timeout):
-        table = procfs.scan(options.proc_root)
-        zombies = [stat for stat in table.values() if procfs.is_zombie(stat)]
-        attributor = attribution.Attributor(table, options.proc_root,
-                                            runtimes.RuntimeFiles(**options.runtime_files))
-        containers, host_groups = attributor.attribute(zombies)
-        for record in containers.values():
-            add_pids_usage(record, attributor, options.cgroup_root)
-        node_pids = procfs.node_pid_budget(options.proc_root, table)
-    scan_seconds = time.monotonic() - started
-    metrics_path = None
-
+    seen = observe(options)
     lock = state.Lock(options.state_path, options.process_timeout) if not check_mode else contextlib.nullcontext()
     with lock:
-        current, warnings = state.load(options.state_path, boot_id, move_corrupt=not check_mode, now=now)
-        before = state.sighting_view(current)
-        new = dict(current)
-        new["containers"] = state.update_sightings(current["containers"], containers, now, options.confirm_count,
-                                                   options.check_interval, _container_identity)
-        new["host_groups"] = state.update_sightings(current["host_groups"], host_groups, now,
-                                                    options.confirm_count, options.check_interval)
-        after = state.sighting_view(new)
-        changed = before != after
-
-        container_list = []
-        for key, record in containers.items():
-            record["confirm_count"] = options.confirm_count
-            container_list.append(decide(record, new["containers"][key], options.whitelist))
-        container_list = _ranked(container_list)
-        host_list = []
-        for key, group in sorted(host_groups.items()):
-            host_list.append(mark_confirmed(group, new["host_groups"][key]))
-            group["candidate"] = False
-        summary = _summary(container_list, host_list, len(zombies), len(new["containers"]))
-        summary["node_pids_pressure"] = node_pids["pressure"]
-
+        previous, warnings = state.load(options.state_path, seen.boot_id, move_corrupt=not check_mode, now=now)
+        verdict = evaluate(seen, previous, options, now)
         check_seconds = time.monotonic() - started
-        new.update(last_run=now, boot_id=boot_id,
-                   last_scan=dict(snapshot(container_list, host_list, summary, now, options.check_interval),
-                                  node_pids=node_pids),
-                   histogram=metrics.observe(current.get("histogram"), check_seconds),
-                   history=state.keep_recent(current.get("history"), {
-                       "time": now, "zombies": summary["zombies"], "host_zombies": summary["host_zombies"],
-                       "containers": summary["containers_with_zombies"], "confirmed": summary["confirmed"],
-                       "candidates": summary["candidates"]}, state.HISTORY_LENGTH))
-        if not check_mode:
-            state.save(options.state_path, new)
-            # Under the lock, so a remediation run's textfile never overtakes this one.
-            metrics_path, problem = metrics.publish(options.metrics_textfile_dir, new)
-            if problem:
-                warnings.append(problem)
-
+        metrics_path = persist(options, verdict, check_seconds, check_mode, warnings)
     if not check_mode:
-        try:
-            options.audit_log.write(audit.sighting_records(container_list, host_list, current, options.confirm_count,
-                                                           options.audit_log.min_level, now))
-        except OSError as error:
-            warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
+        publish_audit(options, verdict, previous, now, warnings)
+    return scan_result(options, seen, verdict, dict(check_seconds=check_seconds, metrics_path=metrics_path,
+                                                    warnings=warnings + verdict.warnings))
 
-    previous_run = current.get("last_run")
-    gap = now - previous_run if previous_run else None
-    gap_warning = schedule_gap_warning(gap, options.check_interval, options.confirm_count)
-    if gap_warning:
-        warnings.append(gap_warning)
 
+def scan_result(options, seen, verdict, run):
+    """zombie_scan's result (RETURN), of a size that grows with containers and parent groups, not zombies."""
+    gap = verdict.previous_run_age
     return {
-        "changed": changed,
-        "report": report_lines(container_list, host_list, node_pids),
-        "boot_id": boot_id,
+        "changed": verdict.changed,
+        "report": report_lines(verdict.containers, verdict.host_groups, seen.node_pids),
+        "boot_id": seen.boot_id,
         # The node's own name for itself (inventory names often differ).
         "node": socket.gethostname(),
         "state_path": options.state_path,
-        "metrics_path": metrics_path,
-        "scanned_processes": len(table),
-        "node_pids": node_pids,
-        "scan_seconds": round(scan_seconds, 6),
-        "check_seconds": round(check_seconds, 6),
-        "zombie_count": len(zombies),
-        "container_zombie_count": len(zombies) - summary["host_zombies"],
-        "host_zombie_count": summary["host_zombies"],
-        "containers": container_list,
-        "host_groups": host_list,
-        "vm_sandboxes": attributor.vm_sandboxes(),
-        "candidates": [item["container_id"] for item in container_list if item["candidate"]],
-        "to_cure": work_to_cure(container_list, host_list, options.reap_host_zombies),
+        "metrics_path": run["metrics_path"],
+        "scanned_processes": seen.scanned_processes,
+        "node_pids": seen.node_pids,
+        "scan_seconds": round(seen.seconds, 6),
+        "check_seconds": round(run["check_seconds"], 6),
+        "zombie_count": seen.zombie_count,
+        "container_zombie_count": seen.zombie_count - verdict.summary["host_zombies"],
+        "host_zombie_count": verdict.summary["host_zombies"],
+        "containers": [item.to_result() for item in verdict.containers],
+        "host_groups": [group.to_result() for group in verdict.host_groups],
+        "vm_sandboxes": seen.vm_sandboxes,
+        "candidates": [item.container_id for item in verdict.containers if item.candidate],
+        "to_cure": work_to_cure(verdict.containers, verdict.host_groups, options.reap_host_zombies),
         # The cure-loop brake's history (cure/guardrails.py, bounded there): the controller's fleet budget leaves
         # out what the brake will hold back, so a recurring workload never takes a place in it.
-        "cure_history": new.get("cure_history") or {},
+        "cure_history": verdict.state.get("cure_history") or {},
         "previous_run_age_seconds": round(gap, 3) if gap is not None else None,
-        "warnings": warnings,
-        "summary": summary,
-        "diff": {"before": before, "after": after},
+        "warnings": run["warnings"],
+        "summary": verdict.summary,
+        "diff": verdict.diff,
     }

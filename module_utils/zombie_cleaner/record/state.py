@@ -323,6 +323,16 @@ def update_sightings(previous, groups, now, confirm_count, check_interval, ident
     return entries
 
 
+def first_seen_until(entry, until):
+    """Keys of an entry's zombies first seen no later than until, the oldest first.
+
+    A zombie stays in an entry only while every run sees it, so the earlier it was first seen, the more runs
+    it was seen in and the longer: with until the newest first-seen time among a run's confirmed zombies,
+    this is exactly that run's confirmed set, and in any later state the same set less the zombies gone."""
+    return [key for key, first in sorted(entry["zombies"].items(), key=lambda item: (item[1], item[0]))
+            if first <= until]
+
+
 def sighting_view(state):
     """The part of the state that a run's 'changed' is about (not timestamps of the run)."""
     view = {}
