@@ -5,9 +5,9 @@
 
 reap in place (the non-reaping parent calls wait4 through ptrace: no
 downtime) -> restart (through the runtime) -> SIGKILL the container's init ->
-SIGKILL the shim (last resort). Every rung is bounded by container_timeout; every signal
-goes to the exact process seen (pid + start time); nothing is done to a
-container whose evidence went stale since the scan.
+SIGKILL the shim (last resort), each rung an object of cure/rungs.py. Every rung is bounded by
+container_timeout; every signal goes to the exact process seen (pid + start time); nothing is done to a
+container whose evidence went stale since the scan. Each container's outcome is a cure/outcomes.Outcome.
 """
 
 from __future__ import annotations
@@ -15,35 +15,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.zombie_cleaner import config, module_args, waiter
-from ansible.module_utils.zombie_cleaner.cure import guardrails, procsignal, reaper, runtime_cli
+from ansible.module_utils.zombie_cleaner.cure import guardrails, reaper, rungs, runtime_cli
+from ansible.module_utils.zombie_cleaner.cure.outcomes import (CURED, DEFERRED, FAILED, REAPED, SKIPPED, STALE,
+                                                              WOULD, Outcome, remembered, report_line)
 from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, runtimes, trust
 from ansible.module_utils.zombie_cleaner.record import atomicfile, audit, metrics, state
 
-REAP = "reap_in_place"
-RESTART = "restart"
-KILL_INIT = "kill_init"
-KILL_SHIM = "kill_shim"
+REAP, RESTART, KILL_INIT, KILL_SHIM = rungs.REAP, rungs.RESTART, rungs.KILL_INIT, rungs.KILL_SHIM
+RUNG_TEXT = {rung.name: rung.text for rung in rungs.LADDER}
+shim_kill_problem = rungs.shim_kill_problem
 
-RUNG_TEXT = {
-    REAP: "make the non-reaping parent call wait4 in place (ptrace)",
-    RESTART: "graceful restart through the runtime",
-    KILL_INIT: "SIGKILL the container's init",
-    KILL_SHIM: "SIGKILL the container's shim",
-}
-
-# Outcome results.
-CURED = "cured"
-REAPED = "reaped_in_place"
-FAILED = "failed"
-STALE = "stale"
-SKIPPED = "skipped"
-DEFERRED = "deferred"
-WOULD = "would_remediate"
 # Held back by the cure-loop brake (cure/guardrails.py): cured too often within cure_window.
 RECURRING = guardrails.RECURRING
 RESULTS = (REAPED, CURED, FAILED, STALE, SKIPPED, DEFERRED, RECURRING, WOULD)
@@ -95,9 +80,9 @@ class RemediationOptions:
         return config.remediation_seconds(self.container_timeout, self.process_timeout, self.replacement_wait,
                                           self.max_per_run, self.max_concurrent)
 
-    def ladder_budget(self, rungs):
+    def ladder_budget(self, ladder_rungs):
         """The longest one container's ladder may take: every rung bounded, plus the waits between."""
-        return len(rungs) * (self.container_timeout + CURE_WAIT) + self.replacement_wait
+        return len(ladder_rungs) * (self.container_timeout + CURE_WAIT) + self.replacement_wait
 
 
 # After a rung, how long its cure may take to show (zombies reaped by the new parent, restart settling).
@@ -121,38 +106,19 @@ def refusal(record):
     return None
 
 
-def shim_kill_problem(record, options):
-    """Why the shim rung is ruled out for this container, or None.
-
-    A CRI shim serves every container of its pod: killing it stops them all, so it needs its own opt-in,
-    and never happens while another container of the pod is protected (or its protection is unknown)."""
-    if not record.get("shim_shared"):
-        return None
-    sandbox = record["shim"].get("id")
-    if not options.allow_pod_shim_kill:
-        return "the shim serves the whole pod sandbox %s: killing it needs allow_pod_shim_kill" % sandbox
-    protected = record.get("protected_members")
-    if protected is None:
-        return "the protection of the other containers of pod sandbox %s is unknown" % sandbox
-    if protected:
-        return "another container of pod sandbox %s is protected (%s)" % (sandbox, ", ".join(protected))
-    return None
-
-
 def ladder(record, options):
     """The rungs that may be tried for this container, or (None, reason) if none may."""
     refused = refusal(record)
     if refused:
         return None, refused
     classes = record.get("parent_classes") or []
-    shim_problem = shim_kill_problem(record, options)
     if set(attribution.CURABLE) & set(classes):
-        return (([REAP] if options.reap_in_place else []) + [RESTART, KILL_INIT]
-                + ([] if shim_problem else [KILL_SHIM])), None
+        return [rung.name for rung in rungs.LADDER if rung.offered(record, options)], None
     if attribution.RUNTIME in classes:
         if not options.allow_shim_kill_for_runtime_faults:
             return None, ("runtime fault: zombies held by %s itself; a restart of the application will not cure "
                           "it (allow_shim_kill_for_runtime_faults permits the shim rung)" % record["shim"]["binary"])
+        shim_problem = shim_kill_problem(record, options)
         if shim_problem:
             return None, "runtime fault, and %s" % shim_problem
         return [KILL_SHIM], None
@@ -231,11 +197,6 @@ def action_record(phase, rung, record, zombies, step=None):
         action="remediate_step", phase=phase, rung=rung, ok=step["ok"], seconds=step.get("seconds"))
 
 
-def _identity(record):
-    return {key: record.get(key) for key in ("container_id", "runtime", "namespace", "pod", "container_name",
-                                             "name", "pod_uid", "workload", "workload_kind", "pid_namespace")}
-
-
 class Remediator:
     def __init__(self, options, files=None, run_deadline=None):
         self.options = options
@@ -245,53 +206,67 @@ class Remediator:
         self.run_deadline = run_deadline if run_deadline is not None else time.monotonic() + options.run_budget()
 
     def plan(self, record):
-        rungs, reason = ladder(record, self.options)
-        zombies = record.get("zombies") or []
-        outcome = dict(_identity(record), zombies_before=len(zombies), rungs=[], timeouts=0,
-                       parents=attribution.parent_summary(record),
-                       zombie=zombies[0] if zombies else None, zombie_pids=[item["pid"] for item in zombies])
-        if rungs is None:
-            outcome.update(result="skipped", reason=reason)
+        """(the names of the rungs to try, or None, and the container's Outcome so far)."""
+        names, reason = ladder(record, self.options)
+        outcome = Outcome.of_record(record)
+        if names is None:
+            outcome.update(result=SKIPPED, reason=reason)
             if record.get("confirmed") and attribution.RUNTIME in (record.get("parent_classes") or []):
                 runtime = runtime_cli.for_record(record, self.options.binaries)
-                outcome["runtime_fault"] = True
-                outcome["runtime_version"] = runtime.version() if runtime else None
-        return rungs, outcome
+                outcome.update(runtime_fault=True, runtime_version=runtime.version() if runtime else None)
+        return names, outcome
 
     def remediate(self, record, check_mode=False):
-        """One container's outcome. Never raises: a surprise in one container (a file name that is not
+        """One container's Outcome. Never raises: a surprise in one container (a file name that is not
         UTF-8, a runtime that answers nonsense) is that container's failure, recorded with the rest."""
         started = time.monotonic()
-        rungs, outcome = self.plan(record)
+        names, outcome = self.plan(record)
         try:
-            if rungs is not None:
-                self._climb(record, rungs, outcome, check_mode)
+            if names is not None:
+                self._climb(record, [rungs.RUNGS[name] for name in names], outcome, check_mode)
         except Exception as error:  # pylint: disable=broad-except
             outcome.update(result=FAILED, reason="unexpected error: %s: %s" % (type(error).__name__, error))
-        outcome["seconds"] = round(time.monotonic() - started, 3)
+        outcome.seconds = round(time.monotonic() - started, 3)
         return outcome
 
-    def _climb(self, record, rungs, outcome, check_mode):
+    def _climb(self, record, ladder_rungs, outcome, check_mode):
         alive, stale = reverify(self.options.proc_root, record, self.files)
         if stale:
             outcome.update(result=STALE, reason=stale)
             return
-        outcome["zombies_before"] = len(alive)
+        outcome.zombies_before = len(alive)
         if record.get("shim_shared"):
-            outcome["shim_note"] = ("this shim serves the whole pod sandbox %s: killing it stops every container "
-                                    "of the pod" % record["shim"]["id"])
+            outcome.shim_note = ("this shim serves the whole pod sandbox %s: killing it stops every container "
+                                 "of the pod" % record["shim"]["id"])
         runtime = runtime_cli.for_record(record, self.options.binaries)
         if check_mode or self.options.dry_run:
             outcome.update(result=WOULD, reason="dry run" if self.options.dry_run else "check mode",
-                           plan=[self._describe(rung, record, runtime, alive) for rung in rungs])
+                           plan=[rung.describe(self, record, runtime, alive) for rung in ladder_rungs])
             return
         if not procfs.is_live(self.options.proc_root):
             outcome.update(result=SKIPPED, reason="proc_root %s is not this system's live /proc: nothing is "
                                                   "acted on from a copy" % self.options.proc_root)
             return
-        deadline = min(time.monotonic() + self.options.ladder_budget(rungs), self.run_deadline)
+        deadline = min(time.monotonic() + self.options.ladder_budget(ladder_rungs), self.run_deadline)
+        step = self._steps(record, ladder_rungs, runtime, alive, outcome, deadline)
+        left = procfs.alive_zombies(self.options.proc_root, alive)
+        outcome.zombies_after = len(left)
+        if left:
+            outcome.update(result=outcome.result or FAILED,
+                           reason=outcome.reason or "every rung failed; zombies still there")
+        elif step is None:
+            outcome.update(result=STALE, reason="its zombies went away before any action")
+        else:
+            # The zombies are gone after this rung: a cure, even if the rung itself complained.
+            outcome.rung = step["rung"]
+            if not step["ok"]:
+                outcome.complaint = step["detail"]
+            rungs.RUNGS[step["rung"]].cured(self, record, runtime, outcome, step, deadline)
+
+    def _steps(self, record, ladder_rungs, runtime, alive, outcome, deadline):
+        """Climb until the zombies are gone or a rung must not be climbed: the last step taken, or None."""
         step = None
-        for rung in rungs:
+        for rung in ladder_rungs:
             # The world changes between rungs: once the zombies are gone, the ladder stops.
             left = procfs.alive_zombies(self.options.proc_root, alive)
             if not left:
@@ -303,57 +278,35 @@ class Remediator:
             step = self._audited_rung(rung, record, runtime, left, outcome, deadline)
             procfs_wait = CURE_WAIT if step["ok"] else CURE_WAIT_AFTER_FAILURE
             _wait_cured(self.options.proc_root, left, min(procfs_wait, self.options.container_timeout))
-        left = procfs.alive_zombies(self.options.proc_root, alive)
-        outcome["zombies_after"] = len(left)
-        if left:
-            outcome.setdefault("result", FAILED)
-            outcome.setdefault("reason", "every rung failed; zombies still there")
-        elif step is None:
-            outcome.update(result=STALE, reason="its zombies went away before any action")
-        else:
-            self._cured_by(record, runtime, outcome, step, deadline)
+        return step
 
-    def _why_not_climb(self, rung, previous, deadline):
+    @staticmethod
+    def _why_not_climb(rung, previous, deadline):
         if previous is not None and (previous.get("refused") or previous.get("left_attached")):
             return previous["detail"]
         if time.monotonic() > deadline:
-            return "the remediation's deadline passed before %s" % rung
-        if rung == KILL_SHIM and previous is not None and previous.get("uninterruptible"):
-            return ("the container's init is in uninterruptible sleep (D) after SIGKILL: it waits for the kernel "
-                    "(storage, a hung mount), which killing the shim cannot change; not escalated")
-        return None
+            return "the remediation's deadline passed before %s" % rung.name
+        return rung.refusal(previous)
 
     def _audited_rung(self, rung, record, runtime, zombies, outcome, deadline):
         """Run one rung with an audit line before and after it. Without a record, nothing is done."""
         try:
-            self.options.audit_log.write([action_record("start", rung, record, zombies)])
+            self.options.audit_log.write([action_record("start", rung.name, record, zombies)])
         except OSError as error:
-            step = {"rung": rung, "ok": False, "timeouts": 0, "refused": True,
+            step = {"rung": rung.name, "ok": False, "timeouts": 0, "refused": True,
                     "detail": "audit log %s not writable (%s): nothing is done without a record"
                               % (self.options.audit_log.path, error)}
         else:
-            step = self._run_rung(rung, record, runtime, zombies, deadline)
+            step = rung.step(self, record, runtime, zombies, deadline)
             try:
-                self.options.audit_log.write([action_record("end", rung, record, zombies, step)])
+                self.options.audit_log.write([action_record("end", rung.name, record, zombies, step)])
             except OSError as error:
                 step["audit_problem"] = str(error)
-        outcome["rungs"].append(step)
-        outcome["timeouts"] += step["timeouts"]
+        outcome.rungs.append(step)
+        outcome.timeouts += step["timeouts"]
         if step.get("left_attached"):
-            outcome["left_attached"] = True
+            outcome.left_attached = True
         return step
-
-    def _cured_by(self, record, runtime, outcome, step, deadline):
-        """The zombies are gone after this rung: a cure, even if the rung itself complained."""
-        outcome["rung"] = step["rung"]
-        if not step["ok"]:
-            outcome["complaint"] = step["detail"]
-        if step["rung"] == REAP:
-            outcome.update(result=REAPED, stop_seconds=step.get("stop_seconds"),
-                           reason="zombies reaped by their parent in place; the parent was stopped for %.3f ms, "
-                                  "the container kept running" % ((step.get("stop_seconds") or 0) * 1000))
-        else:
-            self._verify_workload(record, runtime, outcome, deadline)
 
     def reap_host(self, group, check_mode=False):
         """Host zombies of an ordinary host process: reap in place or leave them (never a restart).
@@ -387,128 +340,45 @@ class Remediator:
                                   "verdicts": [result]}])
             return
         record = dict(group, container_id=group["key"], parents=[dict(parent, parent_class=attribution.APPLICATION)])
-        step = self._audited_rung(REAP, record, None, alive, outcome, time.monotonic() + self.options.process_timeout)
+        step = self._audited_rung(rungs.RUNGS[REAP], record, None, alive, outcome,
+                                  time.monotonic() + self.options.process_timeout)
         left = procfs.alive_zombies(self.options.proc_root, alive)
-        outcome["zombies_after"] = len(left)
+        outcome.zombies_after = len(left)
         if not left:
             outcome.update(result=REAPED, rung=REAP, stop_seconds=step.get("stop_seconds"), reason=step["detail"])
             if not step["ok"]:
-                outcome["complaint"] = step["detail"]
+                outcome.complaint = step["detail"]
         else:
             skipped = not step["ok"] and all(item.get("verdict") == "skipped" for item in step.get("parents") or [{}])
             outcome.update(result=SKIPPED if skipped else FAILED, reason=step["detail"])
 
-    def _reap(self, record, zombies, dry_run):
-        """reaper.reap for every application parent of these zombies: [result per parent]."""
-        parents = {parent["pid"]: parent for parent in record.get("parents") or []
-                   if parent.get("parent_class") in attribution.CURABLE}
-        by_parent = {}
-        for zombie in zombies:
-            if zombie["ppid"] in parents:
-                by_parent.setdefault(zombie["ppid"], []).append(zombie)
-        return [reaper.reap(self.options.proc_root, parents[pid], group, self.options.process_timeout, dry_run)
-                for pid, group in sorted(by_parent.items())]
-
-    def _describe(self, rung, record, runtime, zombies):
-        if rung == REAP:
-            results = self._reap(record, zombies, dry_run=True)
-            verdicts = ["%s[%s]: %s%s" % (item["parent"].get("name"), item["parent"]["pid"], item["reason"],
-                                          "; seccomp %s" % "/".join(item["seccomp"]) if item["seccomp"] else "")
-                        for item in results]
-            safe = bool(results) and all(item["ok"] for item in results)
-            return {"rung": rung, "action": "%s%s (%s)" % (RUNG_TEXT[REAP], "" if safe else ": not safe, skipped",
-                                                           "; ".join(verdicts) or "no application parent"),
-                    "safe": safe, "verdicts": results}
-        target = {
-            RESTART: "%s via %s" % (RUNG_TEXT[RESTART], runtime.name if runtime else "no supported runtime CLI"),
-            KILL_INIT: "%s %s[%s]" % (RUNG_TEXT[KILL_INIT], (record.get("init") or {}).get("name"),
-                                      (record.get("init") or {}).get("pid")),
-            KILL_SHIM: "%s %s[%s]" % (RUNG_TEXT[KILL_SHIM], record["shim"]["binary"], record["shim"]["pid"]),
-        }[rung]
-        return {"rung": rung, "action": target}
-
-    def _run_rung(self, rung, record, runtime, zombies, deadline):
-        started = time.monotonic()
-        step = {"rung": rung, "ok": False, "timeouts": 0, "detail": ""}
-        if rung == REAP:
-            results = self._reap(record, zombies, dry_run=False)
-            step["parents"] = results
-            step["ok"] = bool(results) and all(item["ok"] for item in results)
-            step["stop_seconds"] = max([item["stop_seconds"] or 0.0 for item in results] or [0.0])
-            step["reaped"] = sum(len(item["reaped"]) for item in results)
-            # A tracer that could not let go: an alert, and nothing more is done to this container this run.
-            step["left_attached"] = any(item.get("left_attached") for item in results)
-            step["detail"] = "; ".join("%s[%s]: %s" % (item["parent"].get("name"), item["parent"]["pid"],
-                                                       item["reason"]) for item in results) or "no application parent"
-            if step["ok"] and record.get("init") and not procsignal.is_same_process(
-                    self.options.proc_root, record["init"]["pid"], record["init"]["start_time"]):
-                step.update(ok=False, detail=step["detail"] + "; but the container's init changed")
-        elif rung == RESTART:
-            if runtime is None:
-                step["detail"] = "no runtime adapter for %s" % record.get("runtime")
-            else:
-                results = runtime.graceful_restart(record, self.options.container_timeout, deadline)
-                step["timeouts"] = sum(1 for item in results if item.timed_out)
-                step["ok"] = all(item.ok for item in results)
-                step["detail"] = "; ".join(item.describe() for item in results)
-                step["restarted"] = step["ok"]
-        else:
-            target = record.get("init") if rung == KILL_INIT else record.get("shim")
-            if rung == KILL_INIT and record.get("init_is_zombie"):
-                step["detail"] = "the init is itself a zombie: nothing to kill"
-            elif not target:
-                step["detail"] = "no %s process known" % ("init" if rung == KILL_INIT else "shim")
-            else:
-                step.update(self._kill(target))
-        step["seconds"] = round(time.monotonic() - started, 3)
-        return step
-
-    def _kill(self, target):
-        try:
-            how = procsignal.send_exact(self.options.proc_root, target["pid"], target["start_time"], signal.SIGKILL)
-        except procsignal.Refused as refused:
-            return {"ok": False, "detail": str(refused)}
-        except OSError as error:
-            return {"ok": False, "detail": "signal failed: %s" % error}
-        gone = procsignal.wait_gone(self.options.proc_root, target["pid"], target["start_time"],
-                                    self.options.container_timeout)
-        if not gone:
-            stat = procfs.read_stat(self.options.proc_root, target["pid"])
-            stuck = stat is not None and stat.state == "D"
-            return {"ok": False, "timeouts": 1, "uninterruptible": stuck,
-                    "detail": "SIGKILL sent (%s) to %s[%d]; still there after %.0fs%s" % (
-                        how, target["name"], target["pid"], self.options.container_timeout,
-                        " in uninterruptible sleep (D)" if stuck else "")}
-        return {"ok": True, "detail": "SIGKILL sent (%s) to %s[%d]" % (how, target["name"], target["pid"])}
-
-    def _verify_workload(self, record, runtime, outcome, deadline):
-        """After the zombies are gone: is the workload running again?"""
-        rung = outcome["rung"]
+    def verify_workload(self, record, runtime, outcome, deadline, start_again):
+        """After the zombies are gone: is the workload running again? start_again: the rung stopped it
+        (a kill), so the runtime starts it again where the kubelet does not."""
         timeout = self.options.container_timeout
-        if rung != RESTART and runtime is not None:
+        if start_again and runtime is not None:
             started = runtime.start_again(record, timeout, deadline)
             if started is not None:
-                outcome["rungs"].append({"rung": "start_again", "ok": all(item.ok for item in started),
-                                         "timeouts": sum(1 for item in started if item.timed_out),
-                                         "detail": "; ".join(item.describe() for item in started)})
-                outcome["timeouts"] += outcome["rungs"][-1]["timeouts"]
+                outcome.rungs.append({"rung": "start_again", "ok": all(item.ok for item in started),
+                                      "timeouts": sum(1 for item in started if item.timed_out),
+                                      "detail": "; ".join(item.describe() for item in started)})
+                outcome.timeouts += outcome.rungs[-1]["timeouts"]
         running = runtime.running(record, timeout, deadline) if runtime else None
         if running is None and record.get("pod"):
             # The kubelet's job: a new container of the same pod and name (attempt + 1) in the same sandbox.
-            outcome["replacement"] = self._wait_replacement(record)
-            outcome["result"] = CURED
-            if outcome["replacement"]:
-                outcome["reason"] = "zombies gone; the kubelet started %s (attempt %s)" % (
-                    outcome["replacement"]["container_id"][:12], outcome["replacement"]["attempt"])
+            outcome.update(result=CURED, replacement=self._wait_replacement(record))
+            if outcome.replacement:
+                outcome.reason = "zombies gone; the kubelet started %s (attempt %s)" % (
+                    outcome.replacement["container_id"][:12], outcome.replacement["attempt"])
             else:
-                outcome["reason"] = "zombies gone; the kubelet is to start the container again"
-                outcome["warning"] = ("%s: no new container of the pod seen within replacement_wait (%.0fs): the "
-                                      "kubelet may still be backing off; look at the pod if it stays down"
-                                      % (attribution.label(record), self.options.replacement_wait))
+                outcome.reason = "zombies gone; the kubelet is to start the container again"
+                outcome.warning = ("%s: no new container of the pod seen within replacement_wait (%.0fs): the "
+                                   "kubelet may still be backing off; look at the pod if it stays down"
+                                   % (attribution.label(record), self.options.replacement_wait))
         elif running:
-            outcome.update(result="cured", reason="zombies gone, container running again")
+            outcome.update(result=CURED, reason="zombies gone, container running again")
         else:
-            outcome.update(result="failed", reason="zombies gone but the container is not running again")
+            outcome.update(result=FAILED, reason="zombies gone but the container is not running again")
 
     def _wait_replacement(self, record):
         if self.files is None or not record.get("containerd_namespace"):
@@ -612,37 +482,11 @@ def _act(options, containers, host_groups, check_mode, guard=None):
 
 
 def host_outcome(group):
-    parent = group["parent"]
-    zombies = group.get("zombies") or []
-    return {"container_id": group["key"], "runtime": None, "namespace": None, "pod": None, "container_name": None,
-            "name": "host %s[%s]" % (parent.get("name"), parent["pid"]), "pod_uid": None,
-            "zombies_before": len(zombies), "rungs": [], "timeouts": 0, "zombie": zombies[0] if zombies else None,
-            "zombie_pids": [item["pid"] for item in zombies],
-            "parents": [{"name": parent.get("name"), "pid": parent["pid"], "parent_class": attribution.HOST,
-                         "is_init": False}]}
+    return Outcome.of_host_group(group)
 
 
-def _report_line(outcome):
-    # Host groups have no runtime; their key (host:<pid>:<start>) says what they are.
-    where = "%s %s" % (outcome["runtime"], outcome["container_id"][:12]) if outcome.get("runtime") else outcome["container_id"]
-    text = "%s (%s): %s" % (attribution.label(outcome), where, outcome["result"])
-    if outcome.get("rung"):
-        text += " by %s" % outcome["rung"]
-    if outcome.get("plan"):
-        text += ": would " + " -> ".join(step["action"] for step in outcome["plan"])
-    if outcome.get("reason"):
-        text += " (%s)" % outcome["reason"]
-    return text
-
-
-def _remembered(outcome, now):
-    """What the fleet report needs of an outcome, kept in the state."""
-    return {"time": now, "container_id": outcome["container_id"], "label": attribution.label(outcome),
-            "workload": outcome.get("workload"), "pid_namespace": outcome.get("pid_namespace"),
-            "runtime": outcome.get("runtime"), "result": outcome["result"], "rung": outcome.get("rung"),
-            "reason": outcome.get("reason"), "zombies_before": outcome["zombies_before"],
-            "stop_seconds": outcome.get("stop_seconds"),
-            "parents": outcome.get("parents") or []}
+_report_line = report_line
+_remembered = remembered
 
 
 def tally(outcomes):
@@ -728,9 +572,9 @@ def _record(options, outcomes, check_mode, now, guard=None):
     changed = summary[CURED] + summary[REAPED] + summary[FAILED] > 0
     warnings = []
     if not check_mode:
-        remembered = [_remembered(item, now) for item in outcomes if item["result"] in (CURED, REAPED, FAILED)]
+        kept = [remembered(item, now) for item in outcomes if item["result"] in (CURED, REAPED, FAILED)]
         done = [item["container_id"] for item in outcomes if item["result"] in (CURED, REAPED)]
-        warnings = _persist(options, increments, remembered, done, now, guard, outcomes)
+        warnings = _persist(options, increments, kept, done, now, guard, outcomes)
         warnings += [item["warning"] for item in outcomes if item.get("warning")]
         try:
             options.audit_log.write(audit.outcome_records(outcomes, now))
@@ -738,8 +582,8 @@ def _record(options, outcomes, check_mode, now, guard=None):
             warnings.append("audit log %s not written: %s" % (options.audit_log.path, error))
     return {
         "changed": changed or (check_mode and summary[WOULD] > 0),
-        "report": [_report_line(item) for item in outcomes],
-        "outcomes": outcomes,
+        "report": [report_line(item) for item in outcomes],
+        "outcomes": [item.to_result() for item in outcomes],
         "summary": summary,
         "dry_run": options.dry_run,
         "node_warnings": warnings,
