@@ -118,14 +118,25 @@ def build(nodes, now=None, repeat_threshold=2):
     """The report's model: plain data the Markdown, the HTML and the module result share."""
     now = now if now is not None else time.time()
     reachable = [node for node in nodes if node.ok]
-    containers = []
-    for node in reachable:
-        for item in node.last_scan.get("containers") or []:
-            containers.append(dict(item, host=node.host))
-    worst = sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
-                                                                       item.get("zombies")))[:WORST_CONTAINERS]
+    rows = [node_row(node) for node in nodes]
+    holds, recurring = held_back(reachable)
+    return {"generated": now, "totals": fleet_totals(nodes, rows), "nodes": rows,
+            "worst_containers": worst_containers(reachable),
+            "repeat_offenders": repeat_offenders(reachable, repeat_threshold), "held_back": holds,
+            "recurring": recurring,
+            "problems": [{"host": row["host"], "problem": row["problem"], "unreachable": row["unreachable"]}
+                         for row in rows if not row["ok"]]}
 
-    # Repeat offenders: the same workload remediated again and again, or confirmed once more after a cure.
+
+def worst_containers(reachable):
+    """The containers closest to failing forks across the fleet, then those with most zombies."""
+    containers = [dict(item, host=node.host) for node in reachable for item in node.last_scan.get("containers") or []]
+    return sorted(containers, key=lambda item: cgroups.pressure_order(item.get("pids_pressure"),
+                                                                      item.get("zombies")))[:WORST_CONTAINERS]
+
+
+def _workloads(reachable):
+    """{workload: what the fleet's remembered remediations and this scan's confirmations say of it}."""
     workloads = {}
     for node in reachable:
         confirmed_now = {item.get("workload") or item["label"]: item for item in node.last_scan.get("containers") or []
@@ -146,8 +157,13 @@ def build(nodes, now=None, repeat_threshold=2):
                 workloads[label]["back_on"].add(node.host)     # a cure that did not last
                 for parent in item.get("parents") or []:
                     workloads[label]["parents"][parent.get("name")] = parent
+    return workloads
+
+
+def repeat_offenders(reachable, repeat_threshold):
+    """The same workload remediated again and again, or confirmed once more after a cure, with advice."""
     offenders = []
-    for entry in sorted(workloads.values(), key=lambda item: (-item["remediations"], item["workload"])):
+    for entry in sorted(_workloads(reachable).values(), key=lambda item: (-item["remediations"], item["workload"])):
         if entry["remediations"] + (1 if entry["back_on"] else 0) < repeat_threshold:
             continue
         container = dict(entry["container"])
@@ -159,25 +175,31 @@ def build(nodes, now=None, repeat_threshold=2):
             "advice": [_advice(container, parent) for parent in parents] or [
                 "No application parent recorded: look at the audit log on %s." % ", ".join(sorted(entry["hosts"]))],
         })
+    return offenders
 
-    rows = []
-    for node in nodes:
-        scan = node.last_scan
-        rows.append({
-            "host": node.host, "ok": node.ok, "problem": node.problem, "unreachable": node.unreachable,
-            "zombies": scan.get("zombies"), "host_zombies": scan.get("host_zombies"),
-            "containers": len(scan.get("containers") or []) + (scan.get("containers_omitted") or 0),
-            "confirmed": scan.get("confirmed"), "protected": scan.get("protected"),
-            "cleaned": node.counter("containers_cleaned_total"), "failures": node.counter("cleanup_failures_total"),
-            "reaped": node.counter("containers_reaped_in_place_total"),
-            "timeouts": node.counter("container_operation_timeouts_total"),
-            "node_pids_pressure": (scan.get("node_pids") or {}).get("pressure"),
-            "last_run": scan.get("time"),
-            "history": [(entry["time"], entry["zombies"]) for entry in node.state.get("history") or []],
-        })
+
+def node_row(node):
+    """One node's line of the report."""
+    scan = node.last_scan
+    return {
+        "host": node.host, "ok": node.ok, "problem": node.problem, "unreachable": node.unreachable,
+        "zombies": scan.get("zombies"), "host_zombies": scan.get("host_zombies"),
+        "containers": len(scan.get("containers") or []) + (scan.get("containers_omitted") or 0),
+        "confirmed": scan.get("confirmed"), "protected": scan.get("protected"),
+        "cleaned": node.counter("containers_cleaned_total"), "failures": node.counter("cleanup_failures_total"),
+        "reaped": node.counter("containers_reaped_in_place_total"),
+        "timeouts": node.counter("container_operation_timeouts_total"),
+        "node_pids_pressure": (scan.get("node_pids") or {}).get("pressure"),
+        "last_run": scan.get("time"),
+        "history": [(entry["time"], entry["zombies"]) for entry in node.state.get("history") or []],
+    }
+
+
+def fleet_totals(nodes, rows):
+    """The fleet's headline numbers, over the nodes whose state was read."""
     ok_rows = [row for row in rows if row["ok"]]
-    totals = {
-        "nodes": len(nodes), "reachable": len(reachable),
+    return {
+        "nodes": len(nodes), "reachable": len(ok_rows),
         "unreachable": sum(1 for node in nodes if node.unreachable),
         "without_state": sum(1 for node in nodes if not node.ok and not node.unreachable),
         "zombies": sum(row["zombies"] or 0 for row in ok_rows),
@@ -190,11 +212,6 @@ def build(nodes, now=None, repeat_threshold=2):
         "failures": sum(row["failures"] for row in ok_rows),
         "timeouts": sum(row["timeouts"] for row in ok_rows),
     }
-    holds, recurring = held_back(reachable)
-    return {"generated": now, "totals": totals, "nodes": rows, "worst_containers": worst,
-            "repeat_offenders": offenders, "held_back": holds, "recurring": recurring,
-            "problems": [{"host": row["host"], "problem": row["problem"], "unreachable": row["unreachable"]}
-                         for row in rows if not row["ok"]]}
 
 
 def _when(timestamp):
@@ -376,51 +393,12 @@ def pressure_bar(item):
 
 
 def html_page(model, title="zombie-cleaner fleet report"):
-    totals = model["totals"]
-    cards = [("nodes", totals["nodes"], ""), ("unreachable", totals["unreachable"],
-                                               "bad" if totals["unreachable"] else "good"),
-             ("zombies", totals["zombies"], "bad" if totals["zombies"] else "good"),
-             ("containers with zombies", totals["containers"], ""), ("confirmed", totals["confirmed"], ""),
-             ("protected", totals["protected"], ""), ("remediated", totals["remediated"], "good"),
-             ("reaped in place, no restart", totals["reaped_in_place"], "good"),
-             ("failed remediations", totals["failures"], "bad" if totals["failures"] else "good")]
-    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           "<title>%s</title><style>%s</style></head><body>" % (_e(title), _CSS),
-           "<h1>%s</h1><p class=\"sub\">Generated %s &middot; <span id=\"totals\">%s</span></p>" % (
-               _e(title), _e(_when(model["generated"])), _e(totals_line(totals))),
-           '<div class="cards">']
-    out += ['<div class="card %s"><b>%s</b><span>%s</span></div>' % (cls, value, _e(name))
-            for name, value, cls in cards]
-    out.append("</div><h2>Zombies per node over the recent runs</h2>")
+    out = _html_head(model, title)
+    out.append("<h2>Zombies per node over the recent runs</h2>")
     out.append(trend_svg(model["nodes"]))
-    out.append('<h2>Nodes</h2><table id="nodes"><tr><th>node</th><th>zombies</th><th>host zombies</th>'
-               "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>reaped in place</th>"
-               "<th>failed</th><th>node PIDs used</th>"
-               "<th>last run</th></tr>")
-    for row in model["nodes"]:
-        if row["ok"]:
-            out.append('<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
-                       '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
-                       '<td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>' % (
-                           _e(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
-                           _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"],
-                           row["failures"], _e(_share(row["node_pids_pressure"])), _e(_when(row["last_run"]))))
-        else:
-            out.append('<tr class="down"><td>%s</td><td colspan="10">%s</td></tr>' % (_e(row["host"]),
-                                                                                      _e(row["problem"])))
-    out.append("</table><h2>Containers closest to failing forks</h2>")
-    if model["worst_containers"]:
-        out.append('<table id="containers"><tr><th>node</th><th>container</th><th>runtime</th><th>zombies</th>'
-                   "<th>pids</th><th>pids pressure</th><th>seen</th><th>decision</th></tr>")
-        for item in model["worst_containers"]:
-            out.append('<tr><td>%s</td><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td><td>%s</td>'
-                       '<td class="n">%s</td><td>%s</td></tr>' % (
-                           _e(item["host"]), _e(item["label"]), _e(item.get("runtime")), item.get("zombies"),
-                           _e(_pids(item)), pressure_bar(item), item.get("sightings"), _e(item.get("decision"))))
-        out.append("</table>")
-    else:
-        out.append('<p class="muted">No container holds zombies.</p>')
+    out += _html_nodes(model["nodes"])
+    out.append("<h2>Containers closest to failing forks</h2>")
+    out += _html_containers(model["worst_containers"])
     out.append("<h2>Repeat offenders and how to prevent them</h2>")
     if model["repeat_offenders"]:
         for item in model["repeat_offenders"]:
@@ -438,6 +416,62 @@ def html_page(model, title="zombie-cleaner fleet report"):
         out.append("</ul>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def _html_head(model, title):
+    """The page up to its cards: the headline numbers."""
+    totals = model["totals"]
+    cards = [("nodes", totals["nodes"], ""), ("unreachable", totals["unreachable"],
+                                               "bad" if totals["unreachable"] else "good"),
+             ("zombies", totals["zombies"], "bad" if totals["zombies"] else "good"),
+             ("containers with zombies", totals["containers"], ""), ("confirmed", totals["confirmed"], ""),
+             ("protected", totals["protected"], ""), ("remediated", totals["remediated"], "good"),
+             ("reaped in place, no restart", totals["reaped_in_place"], "good"),
+             ("failed remediations", totals["failures"], "bad" if totals["failures"] else "good")]
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>%s</title><style>%s</style></head><body>" % (_e(title), _CSS),
+           "<h1>%s</h1><p class=\"sub\">Generated %s &middot; <span id=\"totals\">%s</span></p>" % (
+               _e(title), _e(_when(model["generated"])), _e(totals_line(totals))),
+           '<div class="cards">']
+    out += ['<div class="card %s"><b>%s</b><span>%s</span></div>' % (cls, value, _e(name))
+            for name, value, cls in cards]
+    out.append("</div>")
+    return out
+
+
+def _html_nodes(rows):
+    out = ['<h2>Nodes</h2><table id="nodes"><tr><th>node</th><th>zombies</th><th>host zombies</th>'
+           "<th>containers</th><th>confirmed</th><th>protected</th><th>remediated</th><th>reaped in place</th>"
+           "<th>failed</th><th>node PIDs used</th>"
+           "<th>last run</th></tr>"]
+    for row in rows:
+        if row["ok"]:
+            out.append('<tr><td>%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+                       '<td class="n">%s</td><td class="n">%s</td><td class="n">%s</td><td class="n">%s</td>'
+                       '<td class="n">%s</td><td class="n">%s</td><td>%s</td></tr>' % (
+                           _e(row["host"]), _num(row["zombies"]), _num(row["host_zombies"]), row["containers"],
+                           _num(row["confirmed"]), _num(row["protected"]), row["cleaned"], row["reaped"],
+                           row["failures"], _e(_share(row["node_pids_pressure"])), _e(_when(row["last_run"]))))
+        else:
+            out.append('<tr class="down"><td>%s</td><td colspan="10">%s</td></tr>' % (_e(row["host"]),
+                                                                                      _e(row["problem"])))
+    out.append("</table>")
+    return out
+
+
+def _html_containers(worst):
+    if not worst:
+        return ['<p class="muted">No container holds zombies.</p>']
+    out = ['<table id="containers"><tr><th>node</th><th>container</th><th>runtime</th><th>zombies</th>'
+           "<th>pids</th><th>pids pressure</th><th>seen</th><th>decision</th></tr>"]
+    for item in worst:
+        out.append('<tr><td>%s</td><td>%s</td><td>%s</td><td class="n">%s</td><td class="n">%s</td><td>%s</td>'
+                   '<td class="n">%s</td><td>%s</td></tr>' % (
+                       _e(item["host"]), _e(item["label"]), _e(item.get("runtime")), item.get("zombies"),
+                       _e(_pids(item)), pressure_bar(item), item.get("sightings"), _e(item.get("decision"))))
+    out.append("</table>")
+    return out
 
 
 def write(output_dir, model, title="zombie-cleaner fleet report"):

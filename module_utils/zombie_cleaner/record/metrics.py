@@ -99,8 +99,17 @@ def render(state):
     """The whole textfile for this node's state."""
     text = _Text()
     last = state.get("last_scan") or {}
+    _scan_families(text, state, last)
+    _container_families(text, last.get("containers") or [])
+    _node_families(text, last.get("node_pids") or {})
+    _guardrail_families(text, state)
+    _schedule_families(text, state, last)
+    return "\n".join(text.lines) + "\n"
+
+
+def _scan_families(text, state, last):
+    """The original design's metrics: zombies found, the counters, the scan's duration, tracked containers."""
     counters = state.get("counters") or {}
-    containers = last.get("containers") or []
     text.family("zombie_cleaner_zombie_processes_found", "gauge", "Zombie processes found by the last scan.",
                 [("", [], last.get("zombies", 0))])
     for key, name, help_text in COUNTERS:
@@ -120,6 +129,10 @@ def render(state):
     text.family("zombie_cleaner_host_zombie_processes", "gauge",
                 "Zombies of the last scan outside any container (never remediated).",
                 [("", [], last.get("host_zombies", 0))])
+
+
+def _container_families(text, containers):
+    """Per container of the last scan: its zombies and its pids cgroup."""
     text.family("zombie_cleaner_container_zombie_processes", "gauge",
                 "Zombies per container in the last scan; containers without zombies have no series.",
                 [("", container_labels(item), item.get("zombies", 0)) for item in containers])
@@ -135,7 +148,10 @@ def render(state):
                 "Highest pids.current / pids.max of the container's cgroup and its ancestors (1 = forks fail).",
                 [("", container_labels(item), float(item["pids_pressure"])) for item in with_pids
                  if item.get("pids_pressure") is not None])
-    node_pids = last.get("node_pids") or {}
+
+
+def _node_families(text, node_pids):
+    """The node's tasks against its PID budget."""
     text.family("zombie_cleaner_node_tasks", "gauge",
                 "Tasks (threads) on the node in the last scan: each takes a PID.",
                 [("", [], node_pids["tasks"])] if node_pids.get("tasks") is not None else [])
@@ -143,6 +159,10 @@ def render(state):
                 "The node's tasks / min(kernel.pid_max, kernel.threads-max): at 1 no process can fork anywhere "
                 "on the node (the kubelet's pid.available eviction signal counts the same).",
                 [("", [], float(node_pids["pressure"]))] if node_pids.get("pressure") is not None else [])
+
+
+def _guardrail_families(text, state):
+    """What the last remediation held back (cure/guardrails.py)."""
     guard = state.get("guardrails") or {}
     # The holds of the remediation that followed the last scan; a scan no remediation followed held nothing back.
     current = guard.get("run") is not None and guard.get("run") == state.get("last_run")
@@ -155,6 +175,10 @@ def render(state):
                 "Workloads the cure-loop brake holds back (cured max_cures_per_workload times within cure_window), "
                 "as of the last remediation.",
                 [("", [], guard.get("recurring_workloads", 0))])
+
+
+def _schedule_families(text, state, last):
+    """What alerts on a schedule that stopped compare."""
     text.family("zombie_cleaner_check_interval_seconds", "gauge",
                 "The configured check_interval: alerts compare the time since the last success with it.",
                 [("", [], float(last.get("check_interval") or 0))])
@@ -162,7 +186,6 @@ def render(state):
                 "Unix time the last scan completed (a failed scan writes nothing, so this stops moving).",
                 # Only a completed scan writes last_run: a failed one leaves the state untouched.
                 [("", [], float(state.get("last_run") or 0))])
-    return "\n".join(text.lines) + "\n"
 
 
 class TextfileError(Exception):
