@@ -31,7 +31,12 @@ version_added: "0.1.0"
 author: zombie-cleaner contributors
 options:
   containers:
-    description: Container records from a M(zombie_scan) result (its C(containers) list).
+    description:
+      - Container records from a M(zombie_scan) result (its RV(zombie_scan#module:to_cure.containers)).
+      - A record lists at most a sample of its confirmed zombies. When C(confirmed_zombies) counts more, the rest are
+        read from the node's state file under its lock - every zombie of the container first seen no later than
+        C(confirmed_until), exactly the scan's confirmed ones - and checked against C(/proc) before anything is done.
+        Zombies marked C(confirmed) false are never acted on.
     type: list
     elements: dict
     required: true
@@ -170,7 +175,7 @@ EXAMPLES = r"""
 
 - name: Cure what is confirmed, one container at a time
   zombie_remediate:
-    containers: "{{ scan.containers | selectattr('confirmed') | rejectattr('protected') | list }}"
+    containers: "{{ scan.to_cure.containers }}"
     max_concurrent_containers: 1
     container_timeout: 20s
   when: scan.candidates | length > 0
@@ -191,6 +196,10 @@ outcomes:
       C(recurring) (held back by the cure-loop brake, with C(recurring) - its cure count and until when).
     - A held-back item (C(deferred) by a guardrail, or C(recurring)) has C(blocked_reason) - C(window), C(alert),
       C(prometheus_unreachable), C(budget), C(recurring) or C(paused).
+    - Every key is always there (null when it does not apply; cure/outcomes.Outcome). An outcome grows with the
+      rungs tried, never with the zombies - C(zombies_before) and C(zombies_after) count them, C(zombie_pids) lists
+      at most 10, and of a reap in place each parent's verdict gives C(reaped_count) and at most 10 pids in
+      C(reaped).
   returned: always
   type: list
   elements: dict
@@ -200,14 +209,37 @@ outcomes:
       namespace: shop
       pod: web-1
       container_name: app
+      name: shop-web-1-app
+      pod_uid: 0b1c...
+      workload: shop/web/app
+      workload_kind: statefulset
+      pid_namespace: container
       result: cured
       rung: restart
       reason: zombies gone, container running again
       zombies_before: 7
       zombies_after: 0
+      zombie: {pid: 901, ppid: 845, name: sh, start_time: 6011}
+      zombie_pids: [901, 902, 903, 904, 905, 906, 907]
+      parents: [{name: node, pid: 845, parent_class: application, zombie_count: 7, is_init: true}]
       timeouts: 0
       seconds: 2.41
-      rungs: [{rung: restart, ok: true, seconds: 2.4, timeouts: 0, detail: "docker restart -t ok in 2.4s"}]
+      rungs:
+        - {rung: reap_in_place, ok: false, seconds: 0.01, timeouts: 0, stop_seconds: 0.0, reaped: 0, left_attached: false,
+           detail: "node[845]: its seccomp filter does not allow wait4: KILL_PROCESS",
+           parents: [{parent: {pid: 845, name: node}, ok: false, verdict: skipped, reaped: [], reaped_count: 0}]}
+        - {rung: restart, ok: true, seconds: 2.4, timeouts: 0, restarted: true, detail: "docker restart -t ok in 2.4s"}
+      plan: null
+      stop_seconds: null
+      complaint: null
+      shim_note: null
+      runtime_fault: null
+      runtime_version: null
+      replacement: null
+      warning: null
+      left_attached: null
+      blocked_reason: null
+      recurring: null
 summary:
   description:
     - Counts by result (reaped_in_place, cured, failed, stale, skipped, deferred, recurring, would_remediate) and

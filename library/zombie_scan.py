@@ -170,13 +170,18 @@ metrics_path:
   sample: /var/lib/prometheus/node-exporter/zombie_cleaner.prom
 containers:
   description:
-    - Containers holding zombies, highest pids pressure first, then most zombies.
+    - Containers holding zombies, highest pids pressure first, then most zombies (records.ContainerRecord.to_result).
     - Only containers whose id the runtime's own root-owned state ties to a shim that runs as root of the host from a
       root-owned binary, and to the init below it (C(id_source) C(bundle) for containerd and Docker, C(conmon) for
       CRI-O and podman). Anything less is reported under C(host_groups) with C(unverified_identity).
     - C(identity_unknown) says why a Kubernetes container (containerd's C(k8s.io) namespace, CRI-O) whose pod cannot be
       named is protected. C(sandbox_members) lists the other containers of a shared pod shim, C(protected_members)
       those of them that are protected (the shim is never killed while there are any).
+    - A record grows with its parents, never with its zombies. C(zombie_count) counts them all, C(confirmed_zombies)
+      the confirmed ones, C(oldest_seen) and C(newest_seen) are the first-seen times (Unix seconds) of the oldest and
+      the newest; C(zombies) lists at most 10, the oldest first, each with C(confirmed) and C(first_seen), and
+      C(zombies_omitted) says how many it leaves out. Every zombie stays on the node, in the state file (with its
+      first-seen time and run count) and the audit log (its sighting).
   returned: always
   type: list
   elements: dict
@@ -189,23 +194,37 @@ containers:
       pod: web-7d9f
       container_name: app
       pod_uid: 0b1c...
+      cgroup_pod_uid: 0b1c...
       name: null
+      container_type: container
+      sandbox_id: 9a...
+      workload: default/web/app
+      workload_kind: deployment
+      pid_namespace: container
       shim: {pid: 812, name: containerd-shim, start_time: 5512, kind: containerd, binary: containerd-shim-runc-v2, id: 9a...}
       shim_shared: true
       sandbox_members: [{container_id: 9a..., namespace: default, pod: web-7d9f, container_name: null}]
       protected_members: []
       identity_unknown: null
       init: {pid: 845, name: sleep, start_time: 5530}
+      init_is_zombie: false
       zombie_count: 3
+      confirmed_zombies: 3
+      oldest_seen: 1764129600.0
+      newest_seen: 1764129900.0
+      zombies: [{pid: 901, ppid: 845, name: sh, start_time: 6011, parent_class: application, confirmed: true,
+                 first_seen: 1764129600.0}]
+      zombies_omitted: 2
       pids_current: 61
       pids_max: 64
       pids_pressure: 0.9531
       pids_limit_cgroup: /kubepods/besteffort/pod0b1c.../3f4e...c2
-      zombies: [{pid: 901, ppid: 845, name: sh, start_time: 6011, parent_class: application}]
       parents: [{pid: 845, name: sleep, start_time: 5530, parent_class: application, zombie_count: 3}]
       parent_classes: [application]
       sightings: 3
+      confirm_count: 3
       confirmed: true
+      since: 1764129600.0
       protected: false
       protected_by: null
       runtime_fault: false
@@ -216,16 +235,28 @@ host_groups:
     - Host zombies grouped by their parent, with sighting counts. Never candidates for a restart or a signal.
     - C(unverified_identity) is the container an unbelieved shim's argv or the zombie's own cgroup claims, with the
       source and why it is not believed (an impostor, a rootless runtime, a wrong O(containerd_state_dir)), or null.
+    - Its zombies as in RV(containers) - C(zombie_count), C(confirmed_zombies), C(oldest_seen), C(newest_seen), at
+      most 10 in C(zombies) (the oldest first), C(zombies_omitted).
   returned: always
   type: list
   elements: dict
   sample:
     - key: "host:1:0"
       parent: {pid: 1, name: init, start_time: 0}
+      parent_class: host
       parent_is_host_init: true
       unverified_identity: null
       zombie_count: 1
+      confirmed_zombies: 0
+      oldest_seen: 1764129900.0
+      newest_seen: 1764129900.0
+      zombies: [{pid: 7001, ppid: 1, name: mail, start_time: 88012, parent_class: host, confirmed: false,
+                 first_seen: 1764129900.0}]
+      zombies_omitted: 0
       sightings: 1
+      confirmed: false
+      since: 1764129900.0
+      candidate: false
 vm_sandboxes:
   description: VM-isolated shims (kata) met on the walk; their workloads are not visible in the host's /proc.
   returned: always
@@ -248,10 +279,18 @@ to_cure:
   description:
     - What a remediation acts on, the input of M(zombie_remediate) (C(containers), C(host_groups)).
     - Confirmed, unprotected containers; and confirmed host groups whose parent is not the host's PID 1,
-      only when O(reap_host_zombies) is on.
+      only when O(reap_host_zombies) is on. Each record is as in RV(containers) or RV(host_groups), with only the
+      confirmed zombies - the others may be about to be reaped by their parent, which then learns their exit status.
+    - C(zombies) lists at most 10 of them (the oldest first), C(confirmed_zombies) counts them all,
+      C(unconfirmed_zombies) the ones left out, and C(confirmed_until) names the rest - every zombie of the group
+      that the node's state saw first no later than that time is a confirmed one. M(zombie_remediate) re-reads them
+      from the node's state, so the record stays small however many zombies there are.
   returned: always
   type: dict
-  sample: {containers: [], host_groups: []}
+  sample: {containers: [{container_id: 3f4e...c2, zombie_count: 3, confirmed_zombies: 3, unconfirmed_zombies: 0,
+                         confirmed_until: 1764129600.0, zombies: [{pid: 901, ppid: 845, name: sh, start_time: 6011,
+                                                                   confirmed: true, first_seen: 1764129600.0}]}],
+           host_groups: []}
 candidates:
   description: IDs of confirmed, unprotected containers whose zombies an application parent holds.
   returned: always

@@ -146,3 +146,23 @@ def test_role_defaults_are_the_modules_defaults():
             assert defaults["zombie_cleaner_" + name] == option["default"], name
             compared += 1
     assert compared >= 20
+
+
+def sample_keys(module, key, nested=None):
+    returned = yaml.safe_load(module.RETURN)[key]
+    sample = returned["sample"]
+    if nested:
+        sample = sample[nested]
+    return set(sample[0])
+
+
+def test_return_documents_every_key_of_the_records_the_results_are_made_of():
+    """The result's records are made in one place each (to_result, to_cure), and RETURN shows all their keys."""
+    import zombie_remediate
+    import zombie_scan
+    from ansible.module_utils.zombie_cleaner.cure import outcomes
+    from ansible.module_utils.zombie_cleaner.observe import records
+    assert sample_keys(zombie_scan, "containers") == set(records.ContainerRecord().to_result())
+    assert sample_keys(zombie_scan, "host_groups") == set(records.HostGroup().to_result())
+    assert sample_keys(zombie_remediate, "outcomes") == set(outcomes.Outcome().to_result())
+    assert sample_keys(zombie_scan, "to_cure", "containers") <= set(records.ContainerRecord().to_cure())
