@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from ansible.module_utils.zombie_cleaner.cure import remediate
-from ansible.module_utils.zombie_cleaner.observe import procfs, scan
+from ansible.module_utils.zombie_cleaner.observe import procfs, scan, trust
 from ansible.module_utils.zombie_cleaner.record import audit, state
 from helpers import containers
 from helpers.parents import Parent
@@ -304,3 +304,76 @@ def test_a_container_process_named_like_a_runtime_is_the_application(runtimes, t
     record = next(c for c in scan_once(tmp_path)["containers"] if c["container_id"] == box.id)
     assert record["init"]["name"] == "dockerd"
     assert record["parent_classes"] == ["application"] and record["candidate"] is True
+
+
+FAKE_DOCKER_SHIM = textwrap.dedent("""
+    import os, sys, time
+    # The "init" below the fake shim keeps two zombies.
+    child = os.fork()
+    if child == 0:
+        for _ in range(2):
+            if os.fork() == 0:
+                os._exit(0)
+        time.sleep(600)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(600)
+""")
+
+
+def fake_shim(tmp_path, cleanup, namespace, victim_id, own_mount=False):
+    """Root posing as Docker's old shim: argv -namespace/-workdir as given; with own_mount, its binary is a
+    copy in a private mount namespace (as root in a container runs its image's own files)."""
+    if own_mount:
+        mount = tmp_path / "image"
+        mount.mkdir()
+        script = ("mount -t tmpfs none %s && cp %s %s/docker-containerd-shim && exec -a docker-containerd-shim "
+                  "%s/docker-containerd-shim -c \"$0\" -namespace %s -workdir /x/%s" % (
+                      mount, os.path.realpath(SYSTEM_PYTHON), mount, mount, namespace, victim_id))
+        argv = ["unshare", "--mount", "--propagation", "private", "bash", "-c", script, FAKE_DOCKER_SHIM]
+    else:
+        binary = tmp_path / "docker-containerd-shim"
+        os.symlink(os.path.realpath(SYSTEM_PYTHON), binary)
+        argv = ["bash", "-c", 'exec -a docker-containerd-shim %s -c "$0" -namespace %s -workdir /x/%s' % (
+            binary, namespace, victim_id), FAKE_DOCKER_SHIM]
+    shim = Process(argv, cwd="/")
+    cleanup(shim)
+    init = int(shim.process.stdout.readline())
+    wait_for(lambda: len(zombie_children(init)) == 2, "the fake init's zombies")
+    # Its "bundle", root-owned, in a directory of its own: the namespace argument points there.
+    bundle = os.path.join(namespace, victim_id)
+    os.makedirs(bundle)
+    with open(os.path.join(bundle, "init.pid"), "w") as handle:
+        handle.write(str(init))
+    return shim, init
+
+
+@pytest.mark.parametrize("own_mount", [False, True])
+def test_a_shim_namespace_that_escapes_the_state_dir_names_nothing(runtimes, tmp_path, cleanup, own_mount):
+    victim = containers.DockerContainer(command=["/bin/sleep", "100000"])
+    cleanup(victim)
+    started_at = victim.inspect()["State"]["StartedAt"]
+    namespace = str(tmp_path / "ns")                        # an absolute path, not a containerd namespace
+    shim, init = fake_shim(tmp_path, cleanup, namespace, victim.id, own_mount)
+    result = scan_once(tmp_path)
+    assert all(c["container_id"] != victim.id for c in result["containers"]), "believed the fake shim"
+    assert any(g["parent"]["pid"] == init for g in result["host_groups"])
+    remediate.run_remediation(remediation_options(tmp_path, reap_in_place=False), result["to_cure"]["containers"])
+    assert victim.inspect()["State"]["StartedAt"] == started_at
+
+
+def test_roots_own_binary_in_another_mount_namespace_is_not_a_runtime_process(tmp_path, cleanup):
+    """Root in a container without a user namespace: uid 0, a root-owned binary, but not the host's file."""
+    mount = tmp_path / "image"
+    mount.mkdir()
+    sleeper = Process(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                       "mount -t tmpfs none %s && cp /bin/sleep %s/sleep && echo ready && exec %s/sleep 600"
+                       % (mount, mount, mount)])
+    cleanup(sleeper)
+    assert sleeper.process.stdout.readline().strip() == "ready"
+    wait_for(lambda: os.readlink("/proc/%d/exe" % sleeper.pid) == "%s/sleep" % mount, "the copy to run")
+    assert trust.runtime_process_problem("/proc", sleeper.pid).startswith("its executable is not the host's file")
+    host = Process(["/bin/sleep", "600"])                   # the same binary, the host's own file: believed
+    cleanup(host)
+    wait_for(lambda: os.readlink("/proc/%d/exe" % host.pid).endswith("sleep"), "sleep to run")
+    assert trust.runtime_process_problem("/proc", host.pid) is None

@@ -364,3 +364,10 @@ def test_a_leader_that_called_pthread_exit_is_not_a_zombie(tmp_path):
     node.add(702, 700, "done", state="Z")
     table = procfs.scan(str(node.proc))
     assert [pid for pid, stat in sorted(table.items()) if procfs.is_zombie(stat)] == [702]
+
+
+@pytest.mark.parametrize("flags", [["-namespace", "/tmp/own", "-id", APP], ["-namespace", "../../tmp", "-id", APP],
+                                   ["-namespace", "moby", "-id", "../" + APP], ["-namespace", "moby", "-id", "a/b"]])
+def test_shim_namespaces_and_ids_are_identifiers_never_paths(flags):
+    assert runtimes.identify_shim(["/usr/bin/containerd-shim-runc-v2"] + flags) is None
+    assert runtimes.identify_shim(["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", APP])

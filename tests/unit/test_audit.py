@@ -62,7 +62,7 @@ def test_rotation_keeps_every_file_under_the_bound(tmp_path):
     log = audit.AuditLog(str(path), "info", max_bytes=4096, backups=2)
     for run in range(60):
         log.write([audit.line("info", "run %d zombie %d" % (run, n)) for n in range(3)])
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))   # the writers' lock
     assert files == ["audit.log", "audit.log.1", "audit.log.2"]
     for name in files:
         assert (tmp_path / name).stat().st_size <= 4096
@@ -91,3 +91,28 @@ def test_bad_sizes_name_the_parameter(value):
     with pytest.raises(config.ConfigError) as error:
         config.parse_size("audit_log_max_size", value)
     assert str(error.value).startswith("audit_log_max_size=")
+
+
+def test_a_lock_held_by_someone_else_bounds_the_write_instead_of_hanging_it(tmp_path, monkeypatch):
+    """The directory is readable by others (root's 0755 /var/log): locking it would let anyone hang every
+    run. The lock is a 0600 file of its own, and its wait is bounded."""
+    import fcntl
+    import os
+    import time
+    directory = tmp_path / "log"
+    directory.mkdir(mode=0o755)
+    path = str(directory / "audit.log")
+    audit.append(path, [audit.line("info", "first")])
+    assert oct(os.stat(path + ".lock").st_mode & 0o777) == "0o600"
+    reader = os.open(str(directory), os.O_RDONLY)           # what any local user can open
+    fcntl.flock(reader, fcntl.LOCK_EX)                      # no longer the writers' lock
+    audit.append(path, [audit.line("info", "second")])
+    os.close(reader)
+    monkeypatch.setattr(audit, "LOCK_WAIT", 0.2)
+    with open(path + ".lock") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)                  # a writer that hangs holding it
+        started = time.monotonic()
+        with pytest.raises(OSError, match="another writer held its lock"):
+            audit.append(path, [audit.line("info", "third")])
+        assert time.monotonic() - started < 5
+    assert [json.loads(line)["msg"] for line in open(path)] == ["first", "second"]

@@ -100,3 +100,12 @@ def test_a_filter_that_reads_the_pid_is_evaluated_for_each_up_to_the_first_refus
 
 def test_a_refusal_of_the_first_is_final_whatever_it_read():
     assert seccomp.verdict_for_all([[(0x06, 0, 0, KILL)]], pids(5, 6)) == (False, ["KILL_PROCESS"], 1)
+
+
+def test_shifts_by_x_use_the_count_modulo_32_as_the_kernel_does():
+    """A = nr; X = 33; A <<= X is A << 1 in the kernel (a count of 33 is not a shift to 0): a filter built on the
+    difference must not read ALLOW where the kernel kills."""
+    program = [(0x20, 0, 0, 0), (0x01, 0, 0, 33), (0x6C, 0, 0, 0),           # A = nr; X = 33; A <<= X
+               (0x15, 0, 1, 122), (0x06, 0, 0, 0x80000000), (0x06, 0, 0, 0x7FFF0000)]   # A == 61 << 1: kill
+    data = seccomp.seccomp_data(61, seccomp.AUDIT_ARCH_X86_64, 0x1000, [0] * 6)
+    assert seccomp.run(program, data) == 0x80000000

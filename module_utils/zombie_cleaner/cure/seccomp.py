@@ -99,9 +99,9 @@ def run(program, data, loads=None):
             elif op == 0x50:
                 a = a & operand
             elif op == 0x60:
-                a = a << (operand & 31) if operand < 32 else 0
+                a = a << (operand & 31)        # the kernel masks the shift count (K >= 32 is rejected at load)
             elif op == 0x70:
-                a = a >> operand if operand < 32 else 0
+                a = a >> (operand & 31)
             elif op == 0x80:
                 a = -a
             elif op == 0xA0:

@@ -55,12 +55,31 @@ def parse_flags(argv):
     return flags, positional
 
 
+# containerd's rule for namespaces and ids (identifiers.Validate): no "/", no "..". A shim's argv is
+# joined to runtime state paths, so anything else could point the lookup outside the state directory.
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
+
+
+def valid_identifier(value):
+    return bool(value) and len(value) <= 76 and _IDENTIFIER.match(value) is not None
+
+
 def identify_shim(argv):
     """What kind of shim a command line belongs to, or None if it is not one.
 
     A process merely named like a shim is not enough: the flags a real shim
-    is always started with must be there too.
+    is always started with must be there too, and its namespace and id must be
+    identifiers as containerd and conmon make them.
     """
+    info = _shim_from_argv(argv)
+    if info is None or info.get("vm"):
+        return info
+    if not valid_identifier(info["id"]) or (info["namespace"] is not None and not valid_identifier(info["namespace"])):
+        return None
+    return info
+
+
+def _shim_from_argv(argv):
     if not argv:
         return None
     binary = os.path.basename(argv[0])

@@ -69,8 +69,14 @@ def host_root_problem(proc_root, pid):
 
 
 def runtime_process_problem(proc_root, pid):
-    """None when pid may be believed to be a container runtime process (shim, conmon, runc)."""
-    return host_root_problem(proc_root, pid) or trusted_executable(proc_root, pid)
+    """None when pid may be believed to be a container runtime process (shim, conmon, runc).
+
+    Root in a container without a user namespace passes the uid and owner checks with a binary of its own
+    image: the binary must also be the host's own file at the path it was started from."""
+    problem = host_root_problem(proc_root, pid) or trusted_executable(proc_root, pid)
+    if problem is None and not host_binary(proc_root, pid):
+        problem = "its executable is not the host's file at that path (a binary of a container's own root?)"
+    return problem
 
 
 def host_binary(proc_root, pid):

@@ -12,6 +12,7 @@ import os
 import stat
 import time
 
+from ansible.module_utils.zombie_cleaner import waiter
 from ansible.module_utils.zombie_cleaner.record import atomicfile
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
@@ -90,8 +91,9 @@ def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups
     """Append the records at or above min_level, rotating so the file stays under max_bytes.
 
     The directory is created 0700 (an existing one must be root's and not writable by group or others:
-    atomicfile.secure_directory), the file 0600, and no link is followed. A flock on the directory
-    serialises appenders and rotation (rotation renames the file itself).
+    atomicfile.secure_directory), the file 0600, and no link is followed. A flock on <name>.lock, a 0600 file
+    in that directory (not the directory itself, which anyone who can read it could lock), serialises appenders
+    and rotation, waited for LOCK_WAIT seconds at most: an audit line never hangs the run that writes it.
     """
     threshold = LEVELS[min_level]
     lines = [json.dumps(record, sort_keys=True) + "\n" for record in records if LEVELS[record["level"]] >= threshold]
@@ -117,8 +119,10 @@ def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups
     atomicfile.secure_directory(directory, "audit_log_path=%r" % path)
     # Every name below is taken in this directory, the one just checked.
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | atomicfile.NOFOLLOW)
+    lock_fd = None
     try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        lock_fd = os.open(name + ".lock", os.O_RDWR | os.O_CREAT | atomicfile.NOFOLLOW, 0o600, dir_fd=dir_fd)
+        _lock(lock_fd, path)
         try:
             size = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_size
         except FileNotFoundError:
@@ -131,8 +135,25 @@ def append(path, records, min_level="info", max_bytes=DEFAULT_MAX_BYTES, backups
         finally:
             os.close(fd)
     finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
         os.close(dir_fd)
     return written
+
+
+# How long an audit write waits for another writer (appends take microseconds; rotation a few renames).
+LOCK_WAIT = 5.0
+
+
+def _lock(fd, path):
+    def taken():
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+    if not waiter.poll_until(taken, LOCK_WAIT, 0.01):
+        raise OSError(errno.EAGAIN, "audit log %s: another writer held its lock for %.0fs" % (path, LOCK_WAIT))
 
 
 def sighting_records(containers, host_groups, previous, confirm_count, min_level="info", now=None):
