@@ -248,6 +248,45 @@ def test_parent_frozen_just_after_the_checks_is_released_at_once(c_parent, made,
     assert_quits_cleanly(parent)
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_parent_of_a_paused_container_is_refused_before_attaching(c_parent, made, ptrace_calls, dry_run):
+    """A frozen parent (docker/runc pause) could not be given its registers back until thawed: never start."""
+    freezer = Cgroup("freezer")
+    made(freezer)
+    parent = c_parent("busy", 3, cgroup=freezer)
+    freezer.freeze()
+    result = reap(parent, timeout=0.5, dry_run=dry_run)
+    assert result["verdict"] == "skipped" and "cgroup is frozen" in result["reason"], result
+    assert ptrace_calls == []                                   # never attached
+    freezer.thaw()
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_step(c_parent, made, monkeypatch):
+    freezer = Cgroup("freezer")
+    made(freezer)
+    parent = c_parent("busy", 5, cgroup=freezer)
+    real_syscall = ptrace.Tracee.syscall
+    steps = []
+
+    def pause_after_the_first(self, saved, address, number, args):
+        value = real_syscall(self, saved, address, number, args)
+        steps.append(value)
+        if len(steps) == 1:
+            freezer.freeze()                                    # docker pause, right between two wait4s
+        return value
+    monkeypatch.setattr(ptrace.Tracee, "syscall", pause_after_the_first)
+    result = reap(parent, timeout=2.0)
+    freezer.thaw()
+    assert len(steps) == 1 and "cgroup is frozen" in result["reason"], result
+    assert not result.get("left_attached"), result
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
 # --- item 4: no EINTR in a program that never asked for it -----------------------------------------------------
 
 

@@ -38,7 +38,7 @@ import time
 
 from ansible.module_utils.zombie_cleaner import waiter
 from ansible.module_utils.zombie_cleaner.cure import procsignal, ptrace, seccomp
-from ansible.module_utils.zombie_cleaner.observe import procfs
+from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs
 
 RESTORE_GRACE = 5.0      # past process_timeout, how long the tracer waits for a stop to restore the registers
 MAX_ROUNDS = 4           # stops per reap: each signal of the parent's own passed through mid-injection costs one
@@ -83,6 +83,36 @@ def parent_problem(proc_root, parent, status=None):
             or blocked_call_problem(proc_root, pid))
 
 
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read_first(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def frozen_problem(proc_root, pid, cgroup_root=CGROUP_ROOT):
+    """Why the parent's cgroup is (being) frozen, or None: a paused container (docker/runc pause).
+
+    A frozen task cannot be stopped or given its registers back until it is thawed: if a freeze landed
+    while it held injected registers, it would die of them once thawed should the module have ended."""
+    entries = procfs.read_cgroup(proc_root, pid)
+    v1 = cgroups.cgroup_path(entries, "freezer")
+    if v1 is not None:
+        directory = "%s/freezer%s" % (cgroup_root, v1.rstrip("/"))
+        state = (_read_first(directory + "/freezer.state") or "").strip()
+        if state and state != "THAWED" or (_read_first(directory + "/freezer.parent_freezing") or "0").strip() == "1":
+            return "the parent's cgroup is frozen (freezer %s: a paused container)" % (state or "parent freezing")
+        return None
+    v2 = next((path for hierarchy, controllers, path in entries if hierarchy == "0" and controllers == ""), None)
+    if v2 is not None and "frozen 1" in (_read_first("%s%s/cgroup.events" % (cgroup_root, v2.rstrip("/"))) or ""):
+        return "the parent's cgroup is frozen (a paused container)"
+    return None
+
+
 def _process_problem(proc_root, parent):
     pid = parent["pid"]
     if not ptrace.machine_supported():
@@ -96,6 +126,9 @@ def _process_problem(proc_root, parent):
     stat = procfs.read_stat(proc_root, pid)
     if stat is None or stat.start_time != parent["start_time"]:
         return "pid %d is no longer the parent seen" % pid
+    frozen = frozen_problem(proc_root, pid)       # a frozen task also reads D: say which
+    if frozen:
+        return frozen
     if stat.state in _UNSAFE_STATES:
         return "the parent is %s (state %s)" % (_UNSAFE_STATES[stat.state], stat.state)
     if pid == 2 or stat.ppid == 2:
@@ -506,6 +539,11 @@ class _Injection:
                     return 0
                 if recount and not self.tracee.seccomp_unchanged(self.filter_count):
                     self.fail_reason = "a seccomp filter was added while the parent was stopped"
+                    return 0
+                # A pause that lands now: give the registers back while they can be, before the next step.
+                frozen = frozen_problem(self.proc_root, self.pid)
+                if frozen:
+                    self.skip_reason = frozen + " meanwhile: registers restored before the next step"
                     return 0
                 zombie, inner = self.remaining[0]
                 self._count(zombie, inner, self.tracee.syscall(self.saved, self.address, ptrace.NR_WAIT4,
