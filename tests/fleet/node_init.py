@@ -16,13 +16,28 @@ import os
 import sys
 
 
+ROOT_BASHRC = "/root/.bashrc"
+
+
 def spawn(argv, stdout=None):
     """Start argv (searched in PATH), stdin from /dev/null, stdout and stderr to the file stdout if given."""
     actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
     if stdout:
         actions += [(os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
                     (os.POSIX_SPAWN_DUP2, 1, 2)]
-    return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+    # Default dispositions in the child, as subprocess does (restore_signals): Python ignores SIGPIPE and
+    # SIGXFSZ, and an ignored disposition survives exec into sshd and every session it starts.
+    return os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions, setsigdef=_RESETTABLE_SIGNALS)
+
+
+# Every signal whose disposition can be set (not SIGKILL, SIGSTOP, or glibc's two internal real-time signals).
+_RESETTABLE_SIGNALS = [number for number in range(1, _signal.NSIG)
+                       if number not in (_signal.SIGKILL, _signal.SIGSTOP, 32, 33)]
+
+
+def run(argv, log_path):
+    """spawn and wait: argv's exit code."""
+    return os.waitstatus_to_exitcode(os.waitpid(spawn(argv, stdout=log_path), 0)[1])
 
 
 def main():
@@ -32,10 +47,15 @@ def main():
         handle.write(hostname)
     # A private /run: sshd's privilege-separation directory, and no view of the
     # host's runtime sockets (/run/containerd, /run/docker.sock) from this node.
-    mount = spawn(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs", "/run"], stdout=log_path)
-    if os.waitstatus_to_exitcode(os.waitpid(mount, 0)[1]) != 0:
+    if run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "tmpfs", "/run"], log_path) != 0:
         return 1
     os.mkdir("/run/sshd", 0o755)
+    # Root's shell start-up file is this machine's, not a node's: sshd runs every command through root's
+    # shell, which reads ~/.bashrc (Debian's bash does under sshd). Here that is `pyenv init`, whose rehash
+    # takes a lock file; a session killed with its node (stop, reset) left the lock behind, and every later
+    # root shell on the machine waited 60 s for it. Empty inside the node (its own mount namespace).
+    if os.path.isfile(ROOT_BASHRC) and run(["mount", "--bind", "/dev/null", ROOT_BASHRC], log_path) != 0:
+        return 1
     sshd = spawn(["/usr/sbin/sshd", "-D", "-e", "-f", sshd_config], stdout=log_path)
     _signal.signal(_signal.SIGTERM, lambda signum, frame: os.kill(sshd, _signal.SIGTERM))
     while True:
