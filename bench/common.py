@@ -3,6 +3,7 @@ command with its wall time, peak RSS and CPU, and room in the PID space."""
 
 import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,14 @@ ansible.module_utils.__path__.append(os.path.join(ROOT, "module_utils"))
 # reaping them all when closed; a context manager.
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from helpers.zombies import ZombieParent as Zombies  # noqa: E402,F401
+
+
+def _terminated(signum, frame):
+    raise KeyboardInterrupt("terminated by signal %d" % signum)
+
+
+# SIGTERM (timeout, kill) unwinds like Ctrl-C: fleets brought down, zombie parents stopped, pid_max put back.
+signal.signal(signal.SIGTERM, _terminated)
 
 
 def process_count():
@@ -73,6 +82,10 @@ def run(argv, env=None, cwd=None, timeout=900, check=True):
         killer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:                           # interrupted: the command does not outlive the bench
+            process.kill()
+            os.wait4(process.pid, 0)
+            raise
         finally:
             killer.cancel()
         seconds = time.perf_counter() - started

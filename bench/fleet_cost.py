@@ -89,17 +89,25 @@ def _forks(forks):
     return ["-f", str(forks)] if forks else []
 
 
-def with_fleet(size, zombies_per_node, work):
+def with_fleet(size, zombies_per_node, work, footprint):
+    """work(FleetRuns) against a fleet of size nodes brought up for it; footprint gets the fleet's own figures:
+    seconds to come up, memory per node (KiB, PSS) idle and with every node's SSH session open."""
     with tempfile.TemporaryDirectory(prefix="zc-bench-fleet-") as directory, pid_room(size * zombies_per_node):
         fleet = Fleet(directory)
+        started = time.perf_counter()
         fleet.create(size, port=PORT, first_address=FIRST_ADDRESS)
+        up = time.perf_counter() - started
         try:
+            idle = sum(fleet.memory().values()) / size
             for name in fleet.names if zombies_per_node else []:
                 fleet.zombies(name, zombies_per_node)
             runs = FleetRuns(fleet)
             runs.ping()                          # both start with open SSH masters, the state files written
             runs.site()
-            return work(runs)
+            result = work(runs)
+            if not zombies_per_node:
+                footprint.append((size, up, idle, sum(fleet.memory().values()) / size))
+            return result
         finally:
             fleet.down()
 
@@ -122,7 +130,7 @@ def main():
     sizes = [int(text) for text in args.quiet.split(",")]
     busy_nodes, busy_zombies = (int(text) for text in args.busy.split("x"))
 
-    rows, steps, sizing = [], {}, []
+    rows, steps, sizing, footprint = [], {}, [], []
     for size in sizes:
         def quiet(runs, size=size):
             measured = runs.interleaved(args.rounds)
@@ -133,14 +141,14 @@ def main():
                         runs.interleaved(args.sizing_rounds, forks=forks, cold=cold)
                     sizing.append((forks, cold, sized))
             return measured
-        rows.append(ratio_row("quiet", size, with_fleet(size, 0, quiet), QUIET_TARGET))
+        rows.append(ratio_row("quiet", size, with_fleet(size, 0, quiet, footprint), QUIET_TARGET))
 
     def busy(runs):
         measured = runs.interleaved(args.rounds)
         steps["%d zombies per node, %d nodes" % (busy_zombies, busy_nodes)] = runs.steps()
         return measured
     rows.append(ratio_row("%d zombies per node" % busy_zombies, busy_nodes,
-                          with_fleet(busy_nodes, busy_zombies, busy), BUSY_TARGET))
+                          with_fleet(busy_nodes, busy_zombies, busy, footprint), BUSY_TARGET))
 
     line("## Fleet cost over SSH: site.yml (dry run) vs ansible -m ping, forks %d, median of %d interleaved rounds"
          % (DEFAULT_FORKS, args.rounds))
@@ -178,6 +186,13 @@ def main():
         line("| %d | %s | %.2f | %.2f | %.0f | %.0f | %d |" % (
             forks, "new (ControlPersist expired)" if cold else "open (ControlPersist)", ping, site,
             site / size * 1e3, cpu / size * 1e3, CHECK_INTERVAL / (site / size)))
+    line()
+
+    line("## The test fleet itself (tests/fleet/fleet.py): bring-up and memory (PSS of each node's processes)")
+    line("| nodes | up in s | per node idle MiB | per node, SSH session open MiB | whole fleet MiB |")
+    line("| --- | --- | --- | --- | --- |")
+    for size, up, idle, busy in footprint:
+        line("| %d | %.1f | %.1f | %.1f | %.0f |" % (size, up, idle / 1024, busy / 1024, busy * size / 1024))
     line()
 
 
