@@ -123,9 +123,9 @@ def ratio_row(label, size, runs, target):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quiet", default="20,100", help="quiet fleet sizes; the last one is sized too")
-    parser.add_argument("--busy", default="20x2000", help="NODESxZOMBIES for the busy fleet")
+    parser.add_argument("--busy", default="20x2000", help="NODESxZOMBIES for the busy fleet, 0x0 for none")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--sizing-rounds", type=int, default=2)
+    parser.add_argument("--sizing-rounds", type=int, default=2, help="0: no sizing runs")
     args = parser.parse_args()
     sizes = [int(text) for text in args.quiet.split(",")]
     busy_nodes, busy_zombies = (int(text) for text in args.busy.split("x"))
@@ -135,7 +135,7 @@ def main():
         def quiet(runs, size=size):
             measured = runs.interleaved(args.rounds)
             steps["quiet, %d nodes" % size] = runs.steps()
-            if size == sizes[-1]:
+            if size == sizes[-1] and args.sizing_rounds:
                 for forks, cold in ((DEFAULT_FORKS, False), (DEFAULT_FORKS, True), (50, False), (50, True)):
                     sized = measured if (forks, cold) == (DEFAULT_FORKS, False) else \
                         runs.interleaved(args.sizing_rounds, forks=forks, cold=cold)
@@ -147,8 +147,9 @@ def main():
         measured = runs.interleaved(args.rounds)
         steps["%d zombies per node, %d nodes" % (busy_zombies, busy_nodes)] = runs.steps()
         return measured
-    rows.append(ratio_row("%d zombies per node" % busy_zombies, busy_nodes,
-                          with_fleet(busy_nodes, busy_zombies, busy, footprint), BUSY_TARGET))
+    if busy_nodes:
+        rows.append(ratio_row("%d zombies per node" % busy_zombies, busy_nodes,
+                              with_fleet(busy_nodes, busy_zombies, busy, footprint), BUSY_TARGET))
 
     line("## Fleet cost over SSH: site.yml (dry run) vs ansible -m ping, forks %d, median of %d interleaved rounds"
          % (DEFAULT_FORKS, args.rounds))
@@ -174,25 +175,27 @@ def main():
         line("| %s | %s |" % (label, " | ".join(cells)))
     line()
 
-    size = sizes[-1]
-    line("## Where one controller ends: site.yml (dry run, quiet) at %d nodes, median of %d (%d at forks %d, open)"
-         % (size, args.sizing_rounds, args.rounds, DEFAULT_FORKS))
-    line("| forks | SSH connections | ping s | site.yml s | per node ms | controller CPU per node ms "
-         "| nodes in one check_interval (5m) |")
-    line("| --- | --- | --- | --- | --- | --- | --- |")
-    for forks, cold, runs in sizing:
-        ping, site = median([r.seconds for r in runs["ping"]]), median([r.seconds for r in runs["site"]])
-        cpu = median([r.cpu for r in runs["site"]])
-        line("| %d | %s | %.2f | %.2f | %.0f | %.0f | %d |" % (
-            forks, "new (ControlPersist expired)" if cold else "open (ControlPersist)", ping, site,
-            site / size * 1e3, cpu / size * 1e3, CHECK_INTERVAL / (site / size)))
-    line()
+    if sizing:
+        size = sizes[-1]
+        line("## Where one controller ends: site.yml (dry run, quiet) at %d nodes, median of %d (%d at forks %d, open)"
+             % (size, args.sizing_rounds, args.rounds, DEFAULT_FORKS))
+        line("| forks | SSH connections | ping s | site.yml s | per node ms | controller CPU per node ms "
+             "| nodes in one check_interval (5m) |")
+        line("| --- | --- | --- | --- | --- | --- | --- |")
+        for forks, cold, runs in sizing:
+            ping, site = median([r.seconds for r in runs["ping"]]), median([r.seconds for r in runs["site"]])
+            cpu = median([r.cpu for r in runs["site"]])
+            line("| %d | %s | %.2f | %.2f | %.0f | %.0f | %d |" % (
+                forks, "new (ControlPersist expired)" if cold else "open (ControlPersist)", ping, site,
+                site / size * 1e3, cpu / size * 1e3, CHECK_INTERVAL / (site / size)))
+        line()
 
     line("## The test fleet itself (tests/fleet/fleet.py): bring-up and memory (PSS of each node's processes)")
     line("| nodes | up in s | per node idle MiB | per node, SSH session open MiB | whole fleet MiB |")
     line("| --- | --- | --- | --- | --- |")
-    for size, up, idle, busy in footprint:
-        line("| %d | %.1f | %.1f | %.1f | %.0f |" % (size, up, idle / 1024, busy / 1024, busy * size / 1024))
+    for size, up, idle, in_session in footprint:
+        line("| %d | %.1f | %.1f | %.1f | %.0f |" % (size, up, idle / 1024, in_session / 1024,
+                                                     in_session * size / 1024))
     line()
 
 
