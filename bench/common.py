@@ -63,11 +63,21 @@ def verdict(value, target, unit=""):
 
 class Run:
     """One finished command: wall seconds, peak RSS (KiB) of the largest process in its tree that was waited
-    for, user+system CPU seconds of that tree, exit code and output."""
+    for, user+system CPU seconds of that tree, the whole machine's busy CPU seconds meanwhile (so
+    machine_cpu - cpu is what everything else used: on a test fleet, the nodes' sshd and modules), exit code and
+    output."""
 
-    def __init__(self, seconds, maxrss_kib, cpu, returncode, output):
-        self.seconds, self.maxrss_kib, self.cpu, self.returncode, self.output = (
-            seconds, maxrss_kib, cpu, returncode, output)
+    def __init__(self, seconds, maxrss_kib, cpu, machine_cpu, returncode, output):
+        self.seconds, self.maxrss_kib, self.cpu, self.machine_cpu, self.returncode, self.output = (
+            seconds, maxrss_kib, cpu, machine_cpu, returncode, output)
+
+
+def machine_busy():
+    """CPU seconds the machine has spent working: user, nice, system, irq and softirq of /proc/stat's cpu line
+    (not idle, iowait, or steal, the time a hypervisor gave to others)."""
+    with open("/proc/stat") as handle:
+        user, nice, system, _idle, _iowait, irq, softirq = (int(value) for value in handle.readline().split()[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def run(argv, env=None, cwd=None, timeout=900, check=True):
@@ -75,6 +85,7 @@ def run(argv, env=None, cwd=None, timeout=900, check=True):
     descendants'), not of whatever else this process ran. Output goes to a temporary file, not a pipe:
     a module result of megabytes cannot stall the run."""
     with tempfile.TemporaryFile() as output:
+        busy = machine_busy()
         started = time.perf_counter()
         process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT)
@@ -89,10 +100,11 @@ def run(argv, env=None, cwd=None, timeout=900, check=True):
         finally:
             killer.cancel()
         seconds = time.perf_counter() - started
+        busy = machine_busy() - busy
         process.returncode = os.waitstatus_to_exitcode(status)     # reaped here, not by Popen
         output.seek(0)
         text = output.read().decode("utf-8", "replace")
-    result = Run(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, process.returncode, text)
+    result = Run(seconds, usage.ru_maxrss, usage.ru_utime + usage.ru_stime, busy, process.returncode, text)
     if check and result.returncode != 0:
         raise SystemExit("%s failed (%d):\n%s" % (" ".join(argv), result.returncode, text[-3000:]))
     return result
