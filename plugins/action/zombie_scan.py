@@ -15,9 +15,10 @@ import os
 import ansible.module_utils
 from ansible import constants as C
 from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.json import get_encoder
 from ansible.plugins.action import ActionBase
-from ansible.utils.vars import merge_hash
+from ansible.utils.vars import combine_vars, merge_hash
 
 # The project's module_utils (ansible.cfg `module_utils`, or ANSIBLE_MODULE_UTILS under molecule) are
 # packed into module payloads, not put on the controller's import path: add them for the settings check.
@@ -39,6 +40,19 @@ def keep_result(results_dir, host, result):
     # The encoder of the to_nice_json filter: it knows Ansible's own types.
     text = json.dumps(result, cls=get_encoder("tagless"), indent=4, sort_keys=True) + "\n"
     return atomicfile.write(path, text, mode=0o600, durable=False)
+
+
+def role_entry_point_spec(role):
+    """(entry point, its options) to check the role's variables against, or None when Ansible's own
+    validation task ran for this entry point (rolespec_validate true, the default) or there is no spec.
+
+    playbooks/scan.yml turns Ansible's task off (a round of workers over the fleet of its own) and has it done
+    here, inside the scan task; a role imported without rolespec_validate: false is checked once, by Ansible."""
+    if role is None or getattr(role, "_should_validate", False):
+        return None
+    entry_point = (getattr(role, "_from_files", None) or {}).get("tasks", "main")
+    spec = (role._get_role_argspecs() or {}).get(entry_point) or {}
+    return (entry_point, spec["options"]) if spec.get("options") else None
 
 
 def is_quiet(result):
@@ -63,6 +77,9 @@ class ActionModule(ActionBase):
         check = options["settings_check"] or {}
         if not isinstance(check, dict) or not isinstance(check.get("effective", {}), dict):
             raise AnsibleActionFail("settings_check must be a mapping with cleaner and effective, got %r" % (check,))
+        invalid = self._role_argument_errors(task_vars)
+        if invalid:
+            return dict(result, failed=True, **invalid)
         problems = config.settings_problems(check.get("cleaner"), check.get("effective", {}))
         if check.get("guardrails") is not None:
             # The fleet-wide guardrail settings, passed for the play's first host only (the decision is made with
@@ -97,3 +114,20 @@ class ActionModule(ActionBase):
             result["add_group"] = options["quiet_group"]
             result["parent_groups"] = ["all"]
         return result
+
+    def _role_argument_errors(self, task_vars):
+        """What Ansible's validate_argument_spec task would say of the role's variables (the same validator,
+        the same templating of every variable the entry point's spec names), or None when they are valid."""
+        found = role_entry_point_spec(self._task._role)
+        if found is None:
+            return None
+        entry_point, options = found
+        provided = self._templar.template({name: task_vars[name] for name in options if name in task_vars})
+        checked = ArgumentSpecValidator(options).validate(
+            combine_vars(provided, self._task._role._role_params or {}), validate_role_argument_spec=True)
+        if not checked.error_messages:
+            return None
+        return {"msg": "Validation of arguments failed:\n%s" % "\n".join(checked.error_messages),
+                "argument_errors": checked.error_messages,
+                "validate_args_context": {"type": "role", "name": self._task._role.get_name(),
+                                          "argument_spec_name": entry_point}}

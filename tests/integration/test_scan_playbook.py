@@ -94,3 +94,19 @@ def test_every_settings_problem_is_named_and_no_node_is_touched(tmp_path):
     assert not (tmp_path / "state").exists() and not results.exists()
     assert not [path for path in tmp_path.rglob("*") if path.is_file() and path != cleaner]
 
+
+
+def test_role_argument_specs_are_checked_inside_the_scan_task_before_the_node_is_touched(tmp_path):
+    state = tmp_path / "s.json"
+    result = playbook("playbooks/scan.yml", "-e", "zombie_cleaner_state_path=%s" % state,
+                      "-e", "zombie_cleaner_audit_log_backups=many", "-e", "zombie_cleaner_reap_host_zombies=maybe",
+                      check=False)
+    assert result.returncode != 0
+    # What Ansible's own validation would say, both options named, from the scan task: no round of its own.
+    assert "Validation of arguments failed" in result.stdout
+    assert "zombie_cleaner_audit_log_backups" in result.stdout and "zombie_cleaner_reap_host_zombies" in result.stdout
+    assert "Validating arguments against arg spec" not in result.stdout
+    assert not state.exists()
+    # Valid settings: the scan runs, still without a validation task of its own.
+    result = playbook("playbooks/scan.yml", "-e", "zombie_cleaner_state_path=%s" % state)
+    assert "Validating arguments against arg spec" not in result.stdout and state.exists()
