@@ -95,6 +95,14 @@ options:
       - Handled on the controller by the action plugin.
     type: dict
     default: {}
+  options:
+    description:
+      - Any of this module's options, as one mapping; an option given on its own in the task wins over the
+        same one here. The role passes all of them this way, resolved from one template per node (Ansible
+        compiles each templated option anew on every node).
+      - Handled on the controller by the action plugin, which unpacks it before anything else.
+    type: dict
+    default: {}
 extends_documentation_fragment:
   - zombie_cleaner.runtime_files
   - zombie_cleaner.outputs

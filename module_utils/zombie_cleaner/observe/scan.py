@@ -13,7 +13,10 @@ import socket
 import time
 
 from ansible.module_utils.zombie_cleaner import config, module_args
-from ansible.module_utils.zombie_cleaner.observe import attribution, cgroups, procfs, records, runtimes
+from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs
+# attribution, records and runtimes are imported where they are used, by the code that only runs when there are
+# zombies: a module runs from a zip and compiles its code from source on every run, and on a node without
+# zombies (most of a fleet, most of the time) those took a third of the module's own start-up.
 from ansible.module_utils.zombie_cleaner.record import audit, metrics, state
 
 # Containers kept in the state's last-scan snapshot (and so in the metrics): the worst first.
@@ -116,12 +119,15 @@ def observe(options):
     with deadline(options.process_timeout):
         table = procfs.scan(options.proc_root)
         zombies = [stat for stat in table.values() if procfs.is_zombie(stat)]
+        node_pids = procfs.node_pid_budget(options.proc_root, table)
+        if not zombies:
+            return Observation(boot_id, {}, {}, 0, len(table), node_pids, [], time.monotonic() - started)
+        from ansible.module_utils.zombie_cleaner.observe import attribution, runtimes
         attributor = attribution.Attributor(table, options.proc_root,
                                             runtimes.RuntimeFiles(**options.runtime_files))
         containers, host_groups = attributor.attribute(zombies)
         for record in containers.values():
             add_pids_usage(record, attributor, options.cgroup_root)
-        node_pids = procfs.node_pid_budget(options.proc_root, table)
     return Observation(boot_id, containers, host_groups, len(zombies), len(table), node_pids,
                        attributor.vm_sandboxes(), time.monotonic() - started)
 
@@ -135,6 +141,7 @@ def _not_confirmed_yet(entry):
 def decide(container, entry, whitelist):
     """The verdict fields of one container (records.ContainerRecord.VERDICT) from its sighting entry:
     confirmation, protection and candidacy."""
+    from ansible.module_utils.zombie_cleaner.observe import attribution
     protection = config.protecting_pattern(whitelist, container)
     # A Kubernetes container the whitelist cannot name is protected: unknown fails closed.
     protected = protection is not None or bool(container.identity_unknown)
@@ -164,6 +171,7 @@ def decide(container, entry, whitelist):
 def protected_members(container, whitelist):
     """Labels of the other containers of this container's pod sandbox that the whitelist protects (or that
     cannot be named): their shim is this one's, so it is never killed while there are any."""
+    from ansible.module_utils.zombie_cleaner.observe import attribution
     found = []
     for member in container.get("sandbox_members") or []:
         if attribution.identity_unknown(dict(member, containerd_namespace=container.get("containerd_namespace"))) \
@@ -174,12 +182,14 @@ def protected_members(container, whitelist):
 
 def judged_container(record, entry, options):
     """A copy of the observed container with this run's verdict."""
+    from ansible.module_utils.zombie_cleaner.observe import records
     return dataclasses.replace(record, zombies=records.judged_zombies(record, entry), confirm_count=options.confirm_count,
                                **decide(record, entry, options.whitelist))
 
 
 def judged_host_group(group, entry):
     """A copy of the observed host group with this run's sightings: never a candidate for a restart or a signal."""
+    from ansible.module_utils.zombie_cleaner.observe import records
     return dataclasses.replace(group, zombies=records.judged_zombies(group, entry), sightings=entry["count"],
                                confirmed=entry["confirmed"], since=entry["since"], candidate=False)
 
@@ -210,6 +220,8 @@ def report_lines(containers, host_groups, node_pids=None):
     lines = ["%d zombies: %d in %d containers (%d confirmed, %d protected, %d to remediate), %d on the host" % (
         in_containers + on_host, in_containers, len(containers), sum(1 for item in containers if item.confirmed),
         sum(1 for item in containers if item.protected), sum(1 for item in containers if item.candidate), on_host)]
+    if containers:
+        from ansible.module_utils.zombie_cleaner.observe import attribution
     for item in containers:
         parents = ", ".join("%s[%s] %s" % (p["name"], p["pid"], p["parent_class"]) for p in item.parents)
         lines.append("%s (%s %s): %d zombies%s, parent %s, seen %d/%s: %s" % (
@@ -247,6 +259,7 @@ def schedule_gap_warning(gap, check_interval, confirm_count):
 
 
 def _snapshot_container(item):
+    from ansible.module_utils.zombie_cleaner.observe import attribution
     return {"container_id": item.container_id, "namespace": item.namespace, "pod": item.pod,
             "container": item.container_name or item.name, "runtime": item.runtime,
             "label": attribution.label(item), "zombies": item.zombie_count,
@@ -301,6 +314,8 @@ def work_to_cure(containers, host_groups, reap_host_zombies):
 def bounded_view(view):
     """A sighting view (state.sighting_view) as the diff shows it: per entry the count, how many zombies,
     and at most records.SAMPLE_SIZE of their keys."""
+    if any(view.values()):
+        from ansible.module_utils.zombie_cleaner.observe import records
     return {section: {key: {"count": entry["count"], "zombie_count": len(entry["zombies"]),
                             "zombies": entry["zombies"][:records.SAMPLE_SIZE]}
                       for key, entry in entries.items()}
