@@ -9,8 +9,11 @@ group, as for group_by)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import time
 
 import ansible.module_utils
 import yaml
@@ -75,6 +78,46 @@ def _argument_specs(role):
         return (yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}).get("argument_specs")
 
 
+def scan_time_limit(module_args, effective):
+    """Whole seconds the scan may take on the node (config.module_timeouts: twice process_timeout and a margin, or
+    module_timeout when set), from the effective settings the role passes, else the module's own process_timeout."""
+    settings = dict(effective)
+    settings.setdefault("process_timeout", module_args.get("process_timeout") or "10s")
+    return config.module_timeouts(settings, settings.get("module_timeout"))["scan"]
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Fail the task after `seconds`, as the task keyword `timeout` does (a node that hangs fails its task instead
+    of stalling every node's run). Here instead of the keyword: templating the keyword cost as much controller CPU
+    a node as all the scan's options. A sooner limit of the task's own (its `timeout:`) is left to fire."""
+    pending = signal.alarm(0)
+    if pending and pending <= seconds:
+        signal.alarm(pending)
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeLimitReached(seconds)
+    previous = signal.signal(signal.SIGALRM, expire)
+    started = time.monotonic()
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+        if pending:
+            signal.alarm(max(1, pending - int(time.monotonic() - started)))
+
+
+class TimeLimitReached(Exception):
+    def __init__(self, seconds):
+        super().__init__("the scan timed out after %d seconds on the node (the limit is twice process_timeout and a "
+                         "margin, or zombie_cleaner_module_timeout)" % seconds)
+        self.seconds = seconds
+
+
 def is_quiet(result):
     to_cure = result.get("to_cure") or {}
     return not (to_cure.get("containers") or to_cure.get("host_groups"))
@@ -110,8 +153,11 @@ class ActionModule(ActionBase):
             # Nothing has run on the node: its state, audit log and metrics stay as they were.
             return dict(result, failed=True, msg="; ".join(problems), settings_problems=problems)
         try:
-            result = merge_hash(result, self._execute_module(module_name="zombie_scan", module_args=module_args,
-                                                             task_vars=task_vars))
+            with time_limit(scan_time_limit(module_args, check.get("effective") or {})):
+                result = merge_hash(result, self._execute_module(module_name="zombie_scan", module_args=module_args,
+                                                                 task_vars=task_vars))
+        except TimeLimitReached as reached:
+            return dict(result, failed=True, msg=str(reached), timedout={"period": reached.seconds})
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         if result.get("failed") or result.get("unreachable"):
