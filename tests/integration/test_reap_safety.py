@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, seccomp
 from ansible.module_utils.zombie_cleaner.observe import procfs
-from helpers import reap_parents
+from helpers import hung_fuse, reap_parents
 from helpers.reap_parents import Cgroup, Parent
 
 pytestmark = pytest.mark.skipif(not ptrace.machine_supported() or os.geteuid() != 0,
@@ -189,19 +190,28 @@ import json, sys
 import ansible.module_utils
 ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
 from ansible.module_utils.zombie_cleaner.cure import reaper
+reaper.LOOP_MIN_ZOMBIES = int(sys.argv[4])
 print(json.dumps(reaper.reap("/proc", json.loads(sys.argv[2]), json.loads(sys.argv[3]), 30.0)), flush=True)
 '''
 
 
-def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_parent):
-    parent = c_parent("busy", 300)
+def children_count(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
+        return len(handle.read().split())
+
+
+# The loop is fast (about 10 us a zombie): it gets 1500 zombies, so that the SIGTERM can land while it runs.
+@pytest.mark.parametrize("way, zombies, loop_min", [("steps", 300, 10 ** 6), ("loop", 1500, 3)])
+def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_parent, way, zombies, loop_min):
+    parent = c_parent("busy", zombies)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module = subprocess.Popen([sys.executable, "-c", MODULE, root, json.dumps(parent.record),
-                               json.dumps(parent.zombies())], stdout=subprocess.PIPE)
+                               json.dumps(parent.zombies()), str(loop_min)], stdout=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        while not (reap_parents.status(parent.pid)["State"].split()[0] == "t" and len(parent.zombie_pids()) < 290):
-            # Held, and some zombies gone: the injection is under way.
+        while not (reap_parents.status(parent.pid)["TracerPid"].strip() != "0"
+                   and children_count(parent.pid) < zombies - 10):
+            # Traced, and some zombies gone: the injection is under way.
             assert module.poll() is None and time.monotonic() < deadline, "the module never got under way"
         module.send_signal(signal.SIGTERM)
         assert module.wait(20) == -signal.SIGTERM     # it dies, but only once the parent has its registers back
@@ -392,7 +402,7 @@ def test_sigqueue_payloads_arrive_intact_during_the_hold(c_parent):
 def test_parent_taking_sigsegv_on_purpose_gets_each_fault_once(c_parent):
     parent = c_parent("segv", 5)
     passed = []
-    for _ in range(10):
+    for _ in range(30):             # a fault is seen at the stop in about one reap in five
         more_zombies(parent, 20)
         result = reap(parent)
         passed += result.get("signals_passed", [])
@@ -498,6 +508,159 @@ def test_dry_run_never_attaches_and_says_when_the_filter_is_evaluated(c_parent, 
     filtered.assert_healthy()
 
 
+def test_check_mode_takes_no_copy_of_the_socket_its_leader_is_blocked_on(c_parent, monkeypatch):
+    """A copy of the parent's descriptor (pidfd_getfd) is taken only when acting: check mode touches nothing."""
+    parent = c_parent("recv-timeout", 2)
+    time.sleep(0.1)
+    copies = []
+    real = reaper._socket_timeout
+
+    def recording(*args):
+        copies.append(args)
+        return real(*args)
+    monkeypatch.setattr(reaper, "_socket_timeout", recording)
+    monkeypatch.setattr(reaper, "socket_retag_problem", lambda proc_root="/proc": None,     # as on cgroup v2
+                        raising=False)
+    result = reap(parent, dry_run=True)
+    assert result["ok"] and result["reason"] == ("would reap 2 zombies in place; its leader is blocked in recvfrom "
+                                                 "on a socket, whose timeout is read when acting"), result
+    assert copies == []
+    result = reap(parent)                                       # acting: the copy tells it has a timeout
+    assert result["verdict"] == "skipped" and "recvfrom on a socket with a timeout" in result["reason"], result
+    assert len(copies) == 1
+    parent.assert_healthy()
+    assert parent.ask("poke") == "poked"
+    time.sleep(0.1)
+    assert parent.report()["events"] == 1
+    assert_quits_cleanly(parent)
+
+
+def socket_class_id(pid):
+    """The net_cls classid of pid's UDP sockets as the kernel reports it (sock_diag, `ss --tos`)."""
+    out = subprocess.run(["ss", "-uanp", "--tos"], capture_output=True, text=True, check=True).stdout
+    ids = [word.split(":", 1)[1] for line in out.splitlines() if "pid=%d," % pid in line
+           for word in line.split() if word.startswith("class_id:")]
+    assert ids, out
+    return ids
+
+
+# The net_cls v1 hierarchy lives in a mount namespace of its own: a mount in the shared namespace would be copied
+# into every namespace made meanwhile (the fleet's nodes) and keep the hierarchy alive after the test.
+NET_CLS_HELPER = r"""
+set -e
+m=$(mktemp -d)
+mount -t cgroup -o net_cls zc-net-cls "$m"
+mkdir "$m/zc-reap"
+echo "$1" > "$m/zc-reap/net_cls.classid"
+echo ready
+read pid
+echo "$pid" > "$m/zc-reap/cgroup.procs"
+echo moved
+read _
+for p in $(cat "$m/zc-reap/cgroup.procs"); do echo "$p" > "$m/cgroup.procs"; done
+rmdir "$m/zc-reap"
+# umount with the child still dying would leave the hierarchy behind, unmounted: wait until it is freed.
+for i in $(seq 200); do
+  [ "$(awk '$1 == "net_cls" {print $3}' /proc/cgroups)" = 1 ] && break
+  sleep 0.05
+done
+umount "$m"
+rmdir "$m"
+echo done
+"""
+
+
+class NetClsGroup:
+    def __init__(self, classid):
+        self.process = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "bash", "-c",
+                                         NET_CLS_HELPER, "net-cls", str(classid)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._expect("ready")
+
+    def _expect(self, word):
+        line = self.process.stdout.readline().strip()
+        assert line == word, "net_cls helper: %r" % line
+
+    def add(self, pid):
+        self.process.stdin.write("%d\n" % pid)
+        self.process.stdin.flush()
+        self._expect("moved")
+
+    def remove(self):
+        self.process.stdin.write("end\n")
+        self.process.stdin.flush()
+        self._expect("done")
+        assert self.process.wait(10) == 0
+
+
+def net_cls_bound():
+    with open("/proc/cgroups") as handle:
+        return any(line.split()[1] != "0" for line in handle if line.split()[0] in ("net_cls", "net_prio"))
+
+
+@pytest.fixture
+def net_cls_v1():
+    """A cgroup v1 net_cls group, classid 0x100042, in a hierarchy made for the test and gone after it."""
+    if not os.path.exists("/usr/bin/ss") or net_cls_bound():
+        pytest.skip("needs ss, and net_cls/net_prio not already bound to a v1 hierarchy")
+    group = NetClsGroup(0x100042)
+    yield group
+    group.remove()
+    reap_parents.wait_for(lambda: not net_cls_bound(), "the net_cls hierarchy gone", timeout=10)
+
+
+def test_a_socket_tagged_by_net_cls_v1_is_never_copied_and_keeps_its_classid(c_parent, net_cls_v1):
+    """Receiving a socket descriptor re-tags the socket with the receiver's net_cls classid (kernel
+    __receive_sock): pidfd_getfd from the module would move the parent's traffic to the module's class."""
+    parent = c_parent("udp-timeout", 2)
+    net_cls_v1.add(parent.pid)                                  # attaching tags its sockets 0x100042
+    time.sleep(0.1)
+    assert set(socket_class_id(parent.pid)) == {"0x100042"}
+    for dry_run in (True, False):
+        result = reap(parent, dry_run=dry_run)
+        assert set(socket_class_id(parent.pid)) == {"0x100042"}, result     # its own class, not the module's
+        assert result["verdict"] == "skipped", result
+        assert result["reason"].startswith("its leader is blocked in recvfrom on a socket whose timeout cannot be "
+                                           "read without changing the socket: cgroup v1 net_cls is in use"), result
+    assert len(parent.zombie_pids()) == 2
+    parent.assert_healthy()
+    assert parent.ask("poke") == "poked"
+    time.sleep(0.1)
+    assert parent.report()["events"] == 1
+    assert_quits_cleanly(parent)
+
+
+# --- bounded reads: a hung file system never hangs the module, nor holds the parent stopped ----------------------
+
+
+def test_an_executable_on_a_hung_fuse_mount_is_refused_in_bounded_time(built, made, tmp_path, ptrace_calls,
+                                                                       monkeypatch):
+    if not hung_fuse.available():
+        pytest.skip("needs /dev/fuse and root")
+    mountpoint = str(tmp_path / "fuse")
+    os.mkdir(mountpoint)
+    fs = hung_fuse.HungFuse(mountpoint, "reap_parent", built["c"])
+    try:
+        parent = Parent([fs.path, "busy", "2"], 2)
+        made(parent)
+        assert os.readlink("/proc/%d/exe" % parent.pid) == fs.path
+        fs.hang()                                               # from now on the server answers nothing
+        monkeypatch.setattr(ptrace, "READ_TIMEOUT", 0.5, raising=False)
+        for dry_run in (True, False):
+            started = time.monotonic()
+            result = reap(parent, dry_run=dry_run)
+            assert time.monotonic() - started < 3.0
+            assert result["verdict"] == "skipped", result
+            assert result["reason"] == "its executable is unreadable (its executable unreadable within 0.5 s)"
+        assert fs.dropped and ptrace_calls == []                # it asked the file system; it never attached
+        assert len(parent.zombie_pids()) == 2
+        parent.assert_healthy()
+        assert_computes(parent)
+        assert_quits_cleanly(parent)
+    finally:
+        fs.close()                                              # the reads left waiting fail now
+
+
 # --- item 9: a short stop: the filters evaluated once per parent ---------------------------------------------------
 
 
@@ -506,7 +669,8 @@ def test_seccomp_filters_are_evaluated_once_unless_they_read_the_pid(c_parent, m
     real = seccomp.verdict
 
     def counting(programs, data, *loads):
-        calls.append(data)
+        if struct.unpack_from("<i", data)[0] == ptrace.NR_WAIT4:         # mmap, mprotect, munmap: once each
+            calls.append(data)
         return real(programs, data, *loads)
     monkeypatch.setattr(seccomp, "verdict", counting)
     # filter-nr never reads wait4's pid: one evaluation for 60 zombies. filter-arg does: one per zombie.
@@ -521,6 +685,91 @@ def test_seccomp_filters_are_evaluated_once_unless_they_read_the_pid(c_parent, m
         parent.assert_healthy()
         assert_computes(parent)
         assert_quits_cleanly(parent)
+
+
+# --- item 9: many zombies with one resume: a page of our own runs the wait4s ---------------------------------------
+
+
+def anonymous_executable_mappings(pid):
+    """Anonymous mappings that can be executed (the loop's page would be one)."""
+    with open("/proc/%d/maps" % pid) as handle:
+        return sorted(line.split()[0] for line in handle if len(line.split()) == 5 and "x" in line.split()[1])
+
+
+def mappings(pid):
+    with open("/proc/%d/maps" % pid) as handle:
+        return [line.split()[0] for line in handle]
+
+
+def test_many_zombies_are_reaped_by_one_loop_and_its_page_is_gone(c_parent):
+    parent = c_parent("busy", 300)
+    before = anonymous_executable_mappings(parent.pid)
+    result = reap(parent)
+    assert result["ok"] and len(result["reaped"]) == 300 and parent.zombie_pids() == [], result
+    assert result["way"] == "loop" and result["loop_refused"] is None and result["page_left"] is None, result
+    assert result["rounds"] == 1 and result["signals_passed"] == [], result
+    assert anonymous_executable_mappings(parent.pid) == before          # the page is unmapped
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+    print("stop %.2f ms, loop %.2f ms" % (result["stop_seconds"] * 1000, result["inject_seconds"] * 1000))
+
+
+def test_a_signal_arriving_during_the_loop_is_delivered_once_with_its_payload(c_parent, monkeypatch):
+    parent = c_parent("sigqueue", 50)
+    before = anonymous_executable_mappings(parent.pid)
+    real_run_code = ptrace.Tracee.run_code
+    runs = []
+
+    def queue_then_run(self, regs):
+        if not runs:
+            sigqueue(parent.pid, signal.SIGRTMIN + 1, 1)       # pending as the loop starts: stops it at once
+        runs.append(regs.rip)
+        return real_run_code(self, regs)
+    monkeypatch.setattr(ptrace.Tracee, "run_code", queue_then_run)
+    result = reap(parent)
+    assert result["ok"] and len(result["reaped"]) == 50 and parent.zombie_pids() == [], result
+    assert result["signals_passed"] == [signal.SIGRTMIN + 1] and result["rounds"] == 2, result
+    assert result["way"] == "loop" and result["page_left"] is None and len(runs) == 2, result
+    assert anonymous_executable_mappings(parent.pid) == before
+    parent.assert_healthy()
+    time.sleep(0.2)
+    report = parent.report()
+    assert report["signals"] == 1 and report["ordered"] == 1, report           # once, payload 1
+    assert report["queued"] == 1 and report["pid"] == os.getpid(), report      # SI_QUEUE, our si_pid
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+def test_a_fault_in_the_loop_is_never_delivered_and_the_page_is_unmapped(c_parent, monkeypatch):
+    parent = c_parent("busy", 5)
+    before = anonymous_executable_mappings(parent.pid)
+    monkeypatch.setattr(reaper, "LOOP_CODE", b"\x0f\x0b" + reaper.LOOP_CODE[2:])     # ud2 first: SIGILL
+    result = reap(parent)
+    assert result["verdict"] == "failed" and "the loop was stopped by SIGILL" in result["reason"], result
+    assert result["signals_passed"] == [] and result["page_left"] is None, result
+    assert anonymous_executable_mappings(parent.pid) == before
+    assert len(parent.zombie_pids()) == 5
+    parent.assert_healthy()                                     # SIGILL delivered would have killed it
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+@pytest.mark.parametrize("mode, refusal", [
+    ("filter-mmap", "its seccomp filter does not allow mmap (ERRNO)"),
+    ("mdwe", "mprotect of the loop's page to PROT_READ|PROT_EXEC failed (Permission denied: MDWE?)"),
+])
+def test_without_the_page_it_falls_back_to_single_steps(c_parent, mode, refusal):
+    parent = c_parent(mode, 10)
+    before = mappings(parent.pid)
+    result = reap(parent)
+    assert result["ok"] and len(result["reaped"]) == 10, result
+    assert result["way"] == "steps" and result["loop_refused"] == refusal, result
+    assert result["page_left"] is None
+    assert mappings(parent.pid) == before                       # under MDWE the page was mapped, and unmapped
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
 
 
 # --- item 10: children made by clone() without SIGCHLD --------------------------------------------------------------

@@ -26,6 +26,8 @@ import errno
 import os
 import platform
 import signal
+import struct
+import threading
 import time
 
 PTRACE_CONT = 7
@@ -46,6 +48,10 @@ X32_SYSCALL_BIT = 0x40000000
 NO_SYSCALL = (1 << 64) - 1         # orig_rax outside a system call
 SYSCALL_INSTRUCTION = b"\x0f\x05"  # x86_64 `syscall`
 NR_WAIT4 = 61                      # x86_64
+NR_MMAP, NR_MPROTECT, NR_MUNMAP = 9, 10, 11
+PROT_READ, PROT_EXEC = 1, 4
+MAP_PRIVATE, MAP_ANONYMOUS = 0x02, 0x20
+SI_KERNEL = 0x80                   # si_code of the SIGTRAP an int3 raises
 WNOHANG = 1
 AUDIT_ARCH_X86_64 = 0xC000003E
 
@@ -357,9 +363,27 @@ class Tracee:
         # Our trap is synchronous: dequeued before any other signal. Only an interrupt or a job-control stop,
         # which the kernel reports before dequeuing signals, can leave it queued behind it.
         self.step_pending = executed and stop.kind != "signal"
-        raise Aborted("the injected syscall was stopped by %s (%s)" % (_describe(stop), "after it ran" if executed
+        raise Aborted("the injected syscall was stopped by %s (%s)" % (describe(stop), "after it ran" if executed
                                                                         else "before it ran"),
                       stop, executed, value)
+
+    def call(self, saved, syscall_address, number, args):
+        """As syscall(), and returns the call's result (rax, signed): for mmap and munmap, whose result counts."""
+        self.syscall(saved, syscall_address, number, args)
+        _ptrace(PTRACE_GETREGS, self.pid, None, self._regs_address, "PTRACE_GETREGS")
+        return signed(self._regs.rax)
+
+    def run_code(self, regs):
+        """Set regs and let the stopped tracee run (PTRACE_CONT) until its next stop: (Stop, registers then).
+
+        For code of ours that ends in int3; the caller tells its trap from anything else. Past the deadline it
+        is interrupted and the stop awaited (grace), as for a single step."""
+        self.set_registers(regs)
+        if (_call or _load())(PTRACE_CONT, self.pid, 0, 0) == -1:
+            raise PtraceError("PTRACE_CONT", ctypes.get_errno())
+        self.stopped = False
+        stop = self._wait_step()
+        return stop, self.get_registers()
 
     def _wait_step(self):
         try:
@@ -403,26 +427,95 @@ class Tracee:
         self._running()
 
 
-def _describe(stop):
+def describe(stop):
     name = signal.Signals(stop.sig).name if stop.sig in signal.Signals._value2member_map_ else str(stop.sig)
     return {"interrupt": "an interrupt", "group": "a job-control stop (%s)" % name}.get(
         stop.kind, "%s (si_code %d)" % (name, stop.code))
 
 
-def read_memory(pid, address, size, proc_root="/proc"):
-    """size bytes of pid's memory at address (through /proc/PID/mem: no stop needed); OSError if unmapped."""
-    fd = os.open("%s/%d/mem" % (proc_root, pid), os.O_RDONLY | os.O_CLOEXEC)
+class Unreadable(OSError):
+    """A read of the parent's files or memory that did not end within its time (a hung NFS or FUSE file)."""
+
+    def __init__(self, what, timeout):
+        super().__init__(errno.ETIMEDOUT, "%s unreadable within %g s" % (what, timeout))
+        self.what, self.timeout = what, timeout
+
+
+READ_TIMEOUT = 2.0                 # seconds a read of the parent's executable or mapped code may take
+
+
+def bounded(function, what, timeout=None):
+    """function() in a daemon thread of its own, waited for `timeout` seconds (READ_TIMEOUT by default).
+
+    For any read that may reach the parent's files: /proc/PID/exe, /proc/PID/maps and /proc/PID/mem of a
+    file-backed mapping page in from the file system, and a hung NFS or FUSE server never answers. On time
+    out Unreadable is raised and the thread is left behind, blocked in the kernel (killable: the module's exit
+    ends it). Its exception, if any, is raised here."""
+    timeout = READ_TIMEOUT if timeout is None else timeout
+    outcome = []
+
+    def target():
+        try:
+            outcome.append((True, function()))
+        except BaseException as error:          # handed to the caller as is
+            outcome.append((False, error))
+    thread = threading.Thread(target=target, name="zombie-cleaner-read", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise Unreadable(what, timeout)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
+
+
+PAGE_SIZE = 4096
+_PAGEMAP_PRESENT = 1 << 63
+
+
+def resident(pid, address, size, proc_root="/proc"):
+    """True if every page of [address, address + size) is present in pid's page tables now (/proc/PID/pagemap,
+    bit 63): reading it through /proc/PID/mem then needs no I/O. Reading pagemap itself never faults anything
+    in. Used for every read made while the parent is stopped: memory that is not certainly resident is not
+    read then (a hung file system would hold the parent stopped)."""
+    first, last = address // PAGE_SIZE, (address + max(size, 1) - 1) // PAGE_SIZE
+    fd = os.open("%s/%d/pagemap" % (proc_root, pid), os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.pread(fd, size, address)
+        data = os.pread(fd, 8 * (last - first + 1), 8 * first)
     finally:
         os.close(fd)
+    if len(data) != 8 * (last - first + 1):
+        return False
+    return all(entry & _PAGEMAP_PRESENT for entry in struct.unpack("<%dQ" % (last - first + 1), data))
+
+
+def read_memory(pid, address, size, proc_root="/proc", timeout=None):
+    """size bytes of pid's memory at address (through /proc/PID/mem: no stop needed); OSError if unmapped.
+
+    Bounded (see bounded): the page may belong to a file on a file system that no longer answers."""
+    def read():
+        fd = os.open("%s/%d/mem" % (proc_root, pid), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, size, address)
+        finally:
+            os.close(fd)
+    data = bounded(read, "pid %d's memory at 0x%x" % (pid, address), timeout)
     if len(data) != size:
         raise OSError(errno.EIO, "short read of pid %d's memory at 0x%x" % (pid, address))
     return data
 
 
-def find_syscall_instruction(pid, proc_root="/proc"):
-    """Address of a `syscall` instruction in an executable mapping of pid (the vdso has one)."""
+def find_syscall_instruction(pid, proc_root="/proc", timeout=None):
+    """Address of a `syscall` instruction in an executable mapping of pid (the vdso has one).
+
+    Bounded (see bounded): maps and mem need the parent's memory map lock and the mappings after the vdso are
+    files, which a hung file system never pages in."""
+    return bounded(lambda: _find_syscall_instruction(pid, proc_root), "pid %d's executable mappings" % pid,
+                   timeout)
+
+
+def _find_syscall_instruction(pid, proc_root):
     candidates = []
     with open("%s/%d/maps" % (proc_root, pid), "rb") as maps:    # file names may be any bytes
         for line in maps:

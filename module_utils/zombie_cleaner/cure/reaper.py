@@ -14,9 +14,18 @@ Acting, a short-lived tracer thread seizes the leader (PTRACE_SEIZE +
 PTRACE_INTERRUPT, no visible SIGSTOP), checks what only a stopped thread shows
 (64-bit code segment, the instruction bytes, an rseq critical section, the
 seccomp filters, evaluated once for all the zombies), runs one
-wait4(pid, NULL, WNOHANG | __WALL, NULL) per zombie from a `syscall`
-instruction of its own vdso, restores the registers while it is stopped and
-detaches. Signals that arrive meanwhile are passed through with their siginfo.
+wait4(pid, NULL, WNOHANG | __WALL, NULL) per zombie, restores the registers
+while it is stopped and detaches. The wait4s run either from a page of our own
+mapped in the parent for the time of the reap, one resume for all of them
+("loop", 3 zombies or more), or by single steps of a `syscall` instruction of
+the parent's own vdso ("steps": few zombies, or no page to be had).
+Signals that arrive meanwhile are passed through with their siginfo.
+
+Nothing read may hang the module or hold the parent stopped: reads that may
+reach the parent's files (its executable, its mappings and code) are bounded
+in time (ptrace.bounded), and while it is stopped only memory that
+/proc/PID/pagemap shows resident is read. Check mode takes no copy of
+anything of the parent's (no pidfd_getfd).
 The end of the tracer thread releases the parent whatever happened; if it ever
 had to be left attached (registers could not be restored in time), the
 result says so (left_attached) and the thread stays to restore them.
@@ -63,6 +72,23 @@ SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 RESTART_CODES = (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)
 _SIGTRAP_BIT = 1 << (signal.SIGTRAP - 1)
+
+# Many zombies: one page of our own runs all the wait4s with one resume (see _Injection._inject_loop). With
+# r12 = the pid array (int32), r13 = its length and r14 = 0, it runs wait4(pid[r14], NULL, WNOHANG | __WALL,
+# NULL) for each (r10, r8 and r9 zeroed: seccomp sees exactly wait4_args), r14 counting the calls made, then
+# int3. It writes no memory and uses no stack. Assembled from:
+#   loop: cmp r14, r13; jae done; mov edi, [r12 + r14*4]; xor esi, esi; mov edx, 0x40000001;
+#         xor r10d, r10d; xor r8d, r8d; xor r9d, r9d; mov eax, 61; syscall; inc r14; jmp loop
+#   done: int3
+LOOP_CODE = bytes.fromhex("4d39ee7320438b3cb431f6ba010000404531d24531c04531c9b83d0000000f0549ffc6ebdbcc")
+LOOP_SYSCALL_END = 0x20          # rip right after the loop's syscall instruction
+LOOP_TRAP_END = 0x26             # rip after its int3
+LOOP_PIDS = 2048                 # the pid array's offset in the page
+LOOP_CHUNK = (ptrace.PAGE_SIZE - LOOP_PIDS) // 4
+LOOP_MIN_ZOMBIES = 3             # fewer: the single steps cost less than mmap + munmap
+MMAP_ARGS = [0, ptrace.PAGE_SIZE, ptrace.PROT_READ, ptrace.MAP_PRIVATE | ptrace.MAP_ANONYMOUS, -1, 0]
+PROT_LOOP = ptrace.PROT_READ | ptrace.PROT_EXEC      # given by mprotect once written: refused under MDWE
+UNMAP_TIME = 0.5                 # past process_timeout, how long the page's munmap may take (a throttled parent)
 _MASK64 = (1 << 64) - 1
 
 
@@ -70,17 +96,18 @@ def _state_class(state):
     return "running" if state in ("R", "S", "I") else state
 
 
-def parent_problem(proc_root, parent, status=None):
+def parent_problem(proc_root, parent, status=None, acting=True, notes=None):
     """Why the parent must not be attached to, or None: only what can be read without stopping it.
 
-    parent: {"pid", "start_time"}."""
+    parent: {"pid", "start_time"}. acting False (check mode, dry run): nothing of the parent's is copied
+    (see blocked_call_problem); what is left to the real run is appended to notes."""
     pid = parent["pid"]
     problem = _process_problem(proc_root, parent)
     if problem:
         return problem
     status = procfs.read_status(proc_root, pid) if status is None else status
     return (status_problem(status, pid) or executable_problem(proc_root, pid)
-            or blocked_call_problem(proc_root, pid))
+            or blocked_call_problem(proc_root, pid, acting, notes))
 
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -164,11 +191,16 @@ def sigtrap_problem(status):
     return "it blocks or ignores SIGTRAP, which a single step would reset" if trap else None
 
 
-def executable_problem(proc_root, pid):
-    """Only a native x86_64 executable: a 32-bit one runs a different system call table (61 is chroot)."""
-    try:
+def executable_problem(proc_root, pid, timeout=None):
+    """Only a native x86_64 executable: a 32-bit one runs a different system call table (61 is chroot).
+
+    The file is on the parent's file system, which may be a hung NFS or FUSE mount: the read is bounded
+    (ptrace.bounded) and one that does not end in time refuses."""
+    def read_header():
         with open("%s/%d/exe" % (proc_root, pid), "rb") as handle:
-            header = handle.read(20)
+            return handle.read(20)
+    try:
+        header = ptrace.bounded(read_header, "its executable", timeout)
     except OSError as error:
         return "its executable is unreadable (%s)" % error.strerror
     if len(header) < 20 or header[:4] != b"\x7fELF":
@@ -181,8 +213,11 @@ def executable_problem(proc_root, pid):
     return "its executable is %s, not x86_64: only the native ABI is injected" % kind
 
 
-def blocked_call_problem(proc_root, pid):
-    """Refuse a leader blocked in a system call that a ptrace stop would end with EINTR (/proc/PID/syscall)."""
+def blocked_call_problem(proc_root, pid, acting=True, notes=None):
+    """Refuse a leader blocked in a system call that a ptrace stop would end with EINTR (/proc/PID/syscall).
+
+    acting False (check mode, dry run): the timeout of the socket it is blocked on is not read (that takes a
+    copy of the parent's descriptor, see _socket_timeout); notes says it is read when acting."""
     try:
         fields = procfs.read_text("%s/%d/syscall" % (proc_root, pid)).split()
     except OSError as error:
@@ -194,6 +229,8 @@ def blocked_call_problem(proc_root, pid):
         return "its leader is blocked in an x32 system call"
     try:
         entered = ptrace.read_memory(pid, pc - 2, 2, proc_root)
+    except ptrace.Unreadable as error:
+        return "its leader's code is %s (a hung file system?)" % error.strerror
     except OSError:
         entered = b""
     if entered != ptrace.SYSCALL_INSTRUCTION:
@@ -201,14 +238,27 @@ def blocked_call_problem(proc_root, pid):
     if number in NOT_RESTARTED:
         return ("its leader is blocked in %s, which a ptrace stop ends with EINTR: left alone this run"
                 % NOT_RESTARTED[number])
-    return _socket_problem(proc_root, pid, number, args[0])
+    return _socket_problem(proc_root, pid, number, args[0], acting, notes)
 
 
-def _socket_problem(proc_root, pid, number, fd):
+def _socket_problem(proc_root, pid, number, fd, acting=True, notes=None):
     option = SO_RCVTIMEO if number in SOCKET_RECEIVE else SO_SNDTIMEO if number in SOCKET_SEND else None
     if option is None:
         return None
     name = (SOCKET_RECEIVE if option == SO_RCVTIMEO else SOCKET_SEND)[number]
+    try:
+        if not os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd)).startswith("socket:"):
+            return None
+    except OSError as error:
+        return "its leader is blocked in %s and its socket's timeout is unreadable (%s)" % (name, error.strerror)
+    retag = socket_retag_problem(proc_root)
+    if retag:
+        return ("its leader is blocked in %s on a socket whose timeout cannot be read without changing the "
+                "socket: %s; unknown means refuse: left alone this run" % (name, retag))
+    if not acting:
+        if notes is not None:
+            notes.append("its leader is blocked in %s on a socket, whose timeout is read when acting" % name)
+        return None
     try:
         timeout = _socket_timeout(proc_root, pid, fd, option)
     except OSError as error:
@@ -219,12 +269,48 @@ def _socket_problem(proc_root, pid, number, fd):
     return None
 
 
-def _socket_timeout(proc_root, pid, fd, option):
-    """The socket's SO_RCVTIMEO/SO_SNDTIMEO as bytes (all zero: none); None if fd is not a socket.
+NET_CGROUP_CONTROLLERS = frozenset(("net_cls", "net_prio"))
 
-    A copy of the descriptor (pidfd_getfd) is read and closed: the parent is not stopped or changed."""
-    if not os.readlink("%s/%d/fd/%d" % (proc_root, pid, fd)).startswith("socket:"):
-        return None
+
+def socket_retag_problem(proc_root="/proc"):
+    """Why a copy of a parent's socket descriptor would change the socket, or None.
+
+    The kernel hands a received socket descriptor (SCM_RIGHTS, pidfd_getfd: receive_fd -> __receive_sock)
+    to sock_update_classid and sock_update_netprioidx, which re-tag the socket with the *receiver's* cgroup v1
+    net_cls classid and net_prio index: the parent's traffic would be shaped or prioritised as this module's
+    from then on. No other interface shows SO_RCVTIMEO/SO_SNDTIMEO (sock_diag does not), so while either
+    controller is bound to a v1 hierarchy the descriptor is not copied and the timeout is unknown. The
+    hierarchies are global: this module's own /proc/self/cgroup lists every v1 hierarchy, and /proc/cgroups
+    (where the kernel still has it) gives each controller's hierarchy; unreadable means refuse."""
+    try:
+        text = procfs.read_text("%s/self/cgroup" % proc_root)
+    except OSError as error:
+        return "whether cgroup v1 net_cls or net_prio is in use is unknown (%s)" % error.strerror
+    bound = set()
+    for line in text.splitlines():
+        hierarchy, _, rest = line.partition(":")
+        if hierarchy != "0":
+            bound.update(rest.partition(":")[0].split(","))
+    try:
+        for line in procfs.read_text("%s/cgroups" % proc_root).splitlines():
+            fields = line.split()
+            if len(fields) >= 2 and not line.startswith("#") and fields[1] != "0":
+                bound.add(fields[0])
+    except OSError:
+        pass                                      # gone in newer kernels: /proc/self/cgroup is enough
+    used = sorted(bound & NET_CGROUP_CONTROLLERS)
+    if used:
+        return ("cgroup v1 %s is in use on this node, and a copy of the descriptor (pidfd_getfd) would re-tag "
+                "the socket with this module's %s" % (" and ".join(used), " and ".join(
+                    {"net_cls": "classid", "net_prio": "priority index"}[name] for name in used)))
+    return None
+
+
+def _socket_timeout(proc_root, pid, fd, option):
+    """The socket's SO_RCVTIMEO/SO_SNDTIMEO: True if it has one.
+
+    A copy of the descriptor (pidfd_getfd) is read and closed: the parent is not stopped. Called only when
+    acting, and only when socket_retag_problem found nothing: then the copy changes nothing of the socket's."""
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = _checked(libc.syscall(434, pid, 0))          # pidfd_open (os.pidfd_open needs Python 3.9)
     try:
@@ -276,10 +362,14 @@ def wait4_args(inner_pid):
     return [inner_pid, 0, WAIT4_OPTIONS, 0, 0, 0]
 
 
-def plan(proc_root, parent, zombies):
-    """(problem, plan) from what can be read without stopping the parent: all that check mode sees."""
+def plan(proc_root, parent, zombies, acting=True):
+    """(problem, plan) from what can be read without stopping the parent: all that check mode sees.
+
+    acting False (check mode, dry run): nothing of the parent's is copied either; plan["notes"] says what
+    is left to the real run."""
     status = procfs.read_status(proc_root, parent["pid"])
-    problem = parent_problem(proc_root, parent, status)
+    notes = []
+    problem = parent_problem(proc_root, parent, status, acting, notes)
     if problem:
         return problem, None
     targets = live_targets(proc_root, parent, zombies, status)
@@ -291,8 +381,10 @@ def plan(proc_root, parent, zombies):
         return "cannot read the parent's memory maps: %s" % error, None
     if address is None:
         return "no syscall instruction in the parent's executable mappings", None
+    if status.get("Seccomp") == "2":
+        notes.insert(0, "its seccomp filter is evaluated when acting")
     return None, {"targets": targets, "address": address, "mapping": mapping or "anonymous",
-                  "seccomp_mode": status.get("Seccomp")}
+                  "seccomp_mode": status.get("Seccomp"), "notes": notes}
 
 
 def reap(proc_root, parent, zombies, timeout, dry_run=False):
@@ -300,7 +392,9 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
 
     result: ok, verdict ("safe", "skipped", "failed"), reason, reaped (host pids), stop_seconds (time the
     parent was held), inject_seconds (the wait4 calls alone), seccomp (action per filter), syscall_address,
-    adjustments (what was restored differently, as the kernel would have), signals_passed, rounds, and
+    adjustments (what was restored differently, as the kernel would have), signals_passed, rounds,
+    way ("loop", "steps", None if nothing ran), loop_refused (why not the loop), page_left (our page's address
+    if it could not be unmapped: a 4 KiB anonymous mapping left in the parent, also said in reason), and
     left_attached: True if the parent could not be released in time, an alert (the verdict is "failed").
     dry_run never attaches: the seccomp filter is evaluated only when acting.
     """
@@ -308,14 +402,13 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
     result = {"parent": dict(parent), "ok": False, "verdict": "skipped", "reason": None, "reaped": [],
               "stop_seconds": None, "inject_seconds": None, "seccomp": None, "syscall_address": None,
               "adjustments": [], "signals_passed": [], "rounds": 0, "left_attached": False,
-              "dry_run": bool(dry_run)}
-    problem, found = plan(proc_root, parent, zombies)
+              "way": None, "loop_refused": None, "page_left": None, "dry_run": bool(dry_run)}
+    problem, found = plan(proc_root, parent, zombies, acting=not dry_run)
     if problem:
         result["reason"] = problem
     elif dry_run:
-        result.update(verdict="safe", ok=True, reason="would reap %d zombies in place%s" % (
-            len(found["targets"]), "; its seccomp filter is evaluated when acting"
-            if found["seccomp_mode"] == "2" else ""))
+        result.update(verdict="safe", ok=True, reason="; ".join(
+            ["would reap %d zombies in place" % len(found["targets"])] + found["notes"]))
     else:
         _act(proc_root, parent, found, started + timeout, result)
     return result
@@ -348,6 +441,8 @@ def _act(proc_root, parent, found, deadline, result):
     injection.report(result, still_tracing=tracer.is_alive())
     if result["verdict"] == "safe":
         _verify_after(proc_root, parent, before, injection.targets, result)
+    if result["page_left"]:
+        result["reason"] += "; " + result["page_left"]
 
 
 def _wait_thread_gone(tid, timeout=2.0):
@@ -372,7 +467,13 @@ class _Injection:
         self.pass_sig = 0
         self.skip_reason = self.fail_reason = self.error = None
         self.restore_mismatch = self.left_attached = False
-        self._mem = None
+        self._mem = self._mem_rw = None
+        self.programs, self.wait4_loads = [], set()
+        self.way = None                  # "loop" once the page ran, "steps" when single steps are used
+        self.loop_refusal = None         # why not the loop
+        self.page = None                 # the address of our page while it is mapped in the parent
+        self.page_ready = False          # its code written and the page made executable
+        self.page_error = None           # why it could not be unmapped
 
     def run(self):
         self.tid = threading.get_native_id()
@@ -384,10 +485,15 @@ class _Injection:
         finally:
             self._release()
 
+    def _work_left(self):
+        # Our page still mapped, and not yet found impossible to unmap, is work left too.
+        return bool(self.remaining) or (self.page is not None and self.page_error is None)
+
     def _rounds(self):
-        while self.remaining:
-            if self.rounds == MAX_ROUNDS:
-                self.fail_reason = "signals kept arriving: stopped %d times" % MAX_ROUNDS
+        while self._work_left():
+            # A page still mapped gets two rounds more to be unmapped in.
+            if self.rounds >= MAX_ROUNDS + (2 if self.page is not None else 0):
+                self.fail_reason = "signals kept arriving: stopped %d times" % self.rounds
                 return
             self.rounds += 1
             stop = self.tracee.interrupt()
@@ -400,7 +506,7 @@ class _Injection:
             if self.skip_reason:
                 return
             sig = self._inject()
-            if not sig or not self.remaining or self.fail_reason:
+            if not sig or not self._work_left() or self.fail_reason:
                 self.pass_sig = sig
                 return
             # A signal of the parent's own: registers back, then delivered with its siginfo; stop again.
@@ -424,6 +530,11 @@ class _Injection:
         return None
 
     def _read(self, address, size):
+        """The stopped parent's memory, only if certainly resident (see ptrace.resident): a page that must come
+        from a file would hold the parent stopped as long as its file system takes, forever if it hangs."""
+        if not ptrace.resident(self.pid, address, size, self.proc_root):
+            raise OSError(errno.EAGAIN, "the parent's memory at 0x%x is not resident: not read while it is "
+                                        "stopped" % address)
         data = os.pread(self._mem, size, address)
         if len(data) != size:
             raise OSError(errno.EIO, "short read")
@@ -453,10 +564,10 @@ class _Injection:
         return self._filter_problem() if count else None
 
     def _filter_problem(self):
-        programs = self.tracee.seccomp_filters()
+        self.programs = programs = self.tracee.seccomp_filters()
         datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, ptrace.audit_arch(self.saved), self.address + 2,
                                       wait4_args(inner)) for _, inner in self.remaining]
-        allowed, self.seccomp_names, _ = seccomp.verdict_for_all(programs, datas)
+        allowed, self.seccomp_names, _ = seccomp.verdict_for_all(programs, datas, self.wait4_loads)
         if not allowed:
             return "its seccomp filter does not allow wait4: %s" % ", ".join(self.seccomp_names)
         return None
@@ -472,7 +583,11 @@ class _Injection:
         ours = error == errno.EINTR and regs.orig_rax in EINTR_CALLS and regs.rcx == regs.rip
         if error not in RESTART_CODES and not ours:
             return None
-        if self._read(regs.rip - 2, 2) != ptrace.SYSCALL_INSTRUCTION:
+        try:
+            entered = self._read(regs.rip - 2, 2)
+        except OSError as error:
+            return "the instruction that entered its system call cannot be read (%s)" % error.strerror
+        if entered != ptrace.SYSCALL_INSTRUCTION:
             return "it is in a system call not entered with a 64-bit syscall instruction"
         if ours and not self._signal_pending():
             self.final.rax = -ERESTARTNOHAND & _MASK64
@@ -530,6 +645,15 @@ class _Injection:
 
     def _inject(self):
         """wait4 for each remaining zombie. Returns a signal of the parent's own to pass through, or 0."""
+        if self.page is not None or (self.way is None and self.loop_refusal is None and self._loop_wanted()):
+            sig = self._inject_loop()
+            if sig or self.way == "loop" or self.fail_reason or self.skip_reason or not self.remaining:
+                return sig
+        self.way = "steps"
+        return self._inject_steps()
+
+    def _inject_steps(self):
+        """One single step of the vdso's `syscall` per zombie."""
         started = time.monotonic()
         recount = self.threads > 1 and self.filter_count is not None
         try:
@@ -558,6 +682,211 @@ class _Injection:
         finally:
             self.inject_seconds += time.monotonic() - started
 
+    # --- the loop: one page of our own, one resume for many wait4s ------------------------------------------
+
+    def _loop_wanted(self):
+        """True if the loop is to be tried: enough zombies, and the filters allow mmap and munmap as run."""
+        if len(self.remaining) < LOOP_MIN_ZOMBIES:
+            self.loop_refusal = "%d zombies: single steps cost less" % len(self.remaining)
+        elif self.programs:
+            self.loop_refusal = self._loop_filter_refusal()
+        return self.loop_refusal is None
+
+    def _loop_filter_refusal(self):
+        """mmap and munmap evaluated with their real arguments (munmap's address is not known before the mmap:
+        a filter that reads it cannot be evaluated beforehand, so the loop is not used)."""
+        arch, ip = ptrace.audit_arch(self.saved), self.address + 2
+        for name, number, args in (("mmap", ptrace.NR_MMAP, MMAP_ARGS),
+                                   ("mprotect", ptrace.NR_MPROTECT, [0, ptrace.PAGE_SIZE, PROT_LOOP]),
+                                   ("munmap", ptrace.NR_MUNMAP, [0, ptrace.PAGE_SIZE])):
+            loads = set()
+            allowed, names = seccomp.verdict(self.programs, seccomp.seccomp_data(number, arch, ip, args), loads)
+            if not allowed:
+                return "its seccomp filter does not allow %s (%s)" % (name, ", ".join(names))
+            if name != "mmap" and loads & seccomp.ARG0_OFFSETS:
+                return "its seccomp filter reads %s's address" % name
+        return None
+
+    def _loop_unusable(self, reason):
+        """Fall back to single steps (in this same stop), the page unmapped first."""
+        self.loop_refusal = reason
+        return self._unmap()
+
+    def _pause_problem(self):
+        if self.threads > 1 and self.filter_count is not None and not self.tracee.seccomp_unchanged(
+                self.filter_count):
+            self.fail_reason = "a seccomp filter was added while the parent was stopped"
+            return True
+        frozen = frozen_problem(self.proc_root, self.pid)
+        if frozen:
+            self.skip_reason = frozen + " meanwhile: registers restored before going on"
+            return True
+        return False
+
+    def _inject_loop(self):
+        """mmap one fresh anonymous PROT_READ page (the kernel picks its address: no other thread of the parent
+        knows of it), write the loop through /proc/PID/mem, mprotect it PROT_READ|PROT_EXEC (which the kernel
+        refuses to a parent with MDWE: then single steps), write the pids, run it with one PTRACE_CONT up to
+        its int3, munmap the page. Any other stop ends it: a signal of the parent's own is
+        passed through by the caller once the registers are back (the page is unmapped at the next stop), a
+        fault of our code is never delivered. Returns a signal to pass through, or 0."""
+        if self._pause_problem():
+            return 0
+        if self.page is None:
+            sig = self._map_page()
+            if sig or self.page is None:
+                return sig
+            if not self.page_ready:         # a fault or process_timeout while preparing it, or a pause
+                return 0 if self.skip_reason else self._unmap()
+        elif not self.page_ready:
+            return self._loop_unusable("a signal arrived while the loop's page was prepared")
+        elif self._read_page(len(LOOP_CODE)) != LOOP_CODE:
+            # Not ours any more (a MAP_FIXED of the parent's own over it): never unmapped by us.
+            self.page, self.page_error = None, None
+            self.loop_refusal = "the loop's page changed while the parent ran its own signal handler"
+            return 0
+        while self.remaining:
+            if time.monotonic() > self.deadline:
+                self.fail_reason = "process_timeout reached during the injection"
+                break
+            if self._pause_problem():
+                return 0            # a frozen parent: the page stays (reported) rather than a step that hangs
+            chunk = self.remaining[:LOOP_CHUNK]
+            try:
+                self._write_page(LOOP_PIDS, struct.pack("<%di" % len(chunk), *[inner for _, inner in chunk]))
+            except OSError as error:
+                return self._loop_unusable("the loop's pids cannot be written: %s" % error.strerror)
+            sig = self._run_loop(chunk)
+            if sig or self.fail_reason or self.skip_reason:
+                if sig:
+                    return sig
+                break
+            self.way = "loop"
+        return self._unmap()
+
+    def _map_page(self):
+        try:
+            value = self.tracee.call(self.saved, self.address, ptrace.NR_MMAP, MMAP_ARGS)
+        except ptrace.Aborted as aborted:
+            if aborted.executed and _is_page(aborted.value):
+                self.page = aborted.value
+            if not aborted.signal:
+                self.fail_reason = str(aborted)
+            return aborted.signal
+        if not _is_page(value):
+            self.loop_refusal = "mmap of the loop's page failed (%s)" % (
+                os.strerror(-value) if -4096 < value < 0 else "0x%x" % (value & _MASK64))
+            return 0
+        self.page = value
+        if self.wait4_loads & seccomp.IP_OFFSETS:
+            # A filter that reads the instruction pointer: asked again about wait4 from the page itself.
+            datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, ptrace.audit_arch(self.saved),
+                                          self.page + LOOP_SYSCALL_END, wait4_args(inner))
+                     for _, inner in self.remaining]
+            allowed, names, _ = seccomp.verdict_for_all(self.programs, datas)
+            if not allowed:
+                return self._loop_unusable("its seccomp filter does not allow wait4 from the loop's page (%s)"
+                                           % ", ".join(names))
+        try:
+            self._write_page(0, LOOP_CODE)
+            if self._read_page(len(LOOP_CODE)) != LOOP_CODE:
+                raise OSError(errno.EIO, "the code read back differs")
+        except OSError as error:
+            return self._loop_unusable("the loop's page cannot be written: %s" % error.strerror)
+        if self._pause_problem():
+            return 0                # frozen: no step that could hang; the page stays (reported)
+        try:
+            value = self.tracee.call(self.saved, self.address, ptrace.NR_MPROTECT,
+                                     [self.page, ptrace.PAGE_SIZE, PROT_LOOP])
+        except ptrace.Aborted as aborted:
+            self.page_ready = aborted.executed and aborted.value == 0
+            if not aborted.signal:
+                self.fail_reason = str(aborted)
+            return aborted.signal
+        self.page_ready = value == 0
+        if value != 0:
+            return self._loop_unusable("mprotect of the loop's page to PROT_READ|PROT_EXEC failed (%s: MDWE?)" % (
+                os.strerror(-value) if -4096 < value < 0 else value))
+        return 0
+
+    def _write_page(self, offset, data):
+        if self._mem_rw is None:
+            self._mem_rw = os.open("%s/%d/mem" % (self.proc_root, self.pid), os.O_RDWR | os.O_CLOEXEC)
+        if os.pwrite(self._mem_rw, data, self.page + offset) != len(data):
+            raise OSError(errno.EIO, "short write")
+
+    def _read_page(self, size):
+        try:
+            return self._read(self.page, size)
+        except OSError:
+            return None
+
+    def _run_loop(self, chunk):
+        """One resume: the loop over chunk. Returns a signal of the parent's own to pass through, or 0."""
+        regs = self.saved.copy()
+        regs.rip, regs.orig_rax, regs.rax = self.page, ptrace.NO_SYSCALL, 0
+        regs.r12, regs.r13, regs.r14 = self.page + LOOP_PIDS, len(chunk), 0
+        regs.eflags &= ~0x100                                  # no trap flag
+        started = time.monotonic()
+        try:
+            stop, after = self.tracee.run_code(regs)
+        finally:
+            self.inject_seconds += time.monotonic() - started
+        inside = self.page <= after.rip <= self.page + LOOP_TRAP_END
+        done = min(after.r14, len(chunk)) if inside else len(chunk)
+        if inside and after.rip == self.page + LOOP_SYSCALL_END and done < len(chunk):
+            done += 1                                          # stopped right after a wait4, before r14 counted it
+        for zombie, inner in chunk[:done]:
+            self._count(zombie, inner, None)                   # /proc tells after the detach which were reaped
+        if (stop.kind == "signal" and stop.sig == signal.SIGTRAP and stop.code == ptrace.SI_KERNEL
+                and after.rip == self.page + LOOP_TRAP_END and done == len(chunk)):
+            return 0
+        if stop.kind == "signal" and stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0:
+            self.fail_reason = "the loop was stopped by %s at 0x%x: not delivered" % (
+                ptrace.describe(stop), after.rip)
+            return 0
+        if stop.kind == "signal":
+            return stop.sig
+        if stop.kind == "group":
+            self.skip_reason = "the parent was stopped by signal %d meanwhile: left stopped" % stop.sig
+        else:
+            self.fail_reason = "process_timeout reached during the injection"
+        return 0
+
+    def _unmap(self, regs=None):
+        """munmap our page from the vdso's `syscall` while stopped (UNMAP_TIME past process_timeout at most).
+
+        Returns a signal of the parent's own that arrived meanwhile, or 0. If it cannot be done, the page is
+        left and reported (page_left)."""
+        if self.page is None:
+            return 0
+        frozen = frozen_problem(self.proc_root, self.pid)
+        if frozen:
+            self.page_error = frozen + ": no step that would hang"
+            return 0
+        if self.threads > 1 and self.filter_count is not None and not self.tracee.seccomp_unchanged(
+                self.filter_count):
+            self.page_error = "a seccomp filter was added meanwhile: munmap not evaluated, not run"
+            return 0
+        tracee, deadline = self.tracee, self.tracee.deadline
+        tracee.deadline = max(deadline, time.monotonic() + UNMAP_TIME)
+        try:
+            value = tracee.call(self.saved if regs is None else regs, self.address, ptrace.NR_MUNMAP,
+                                [self.page, ptrace.PAGE_SIZE])
+            if value == 0:
+                self.page = None
+            else:
+                self.page_error = "munmap failed (%s)" % os.strerror(-value)
+        except ptrace.Aborted as aborted:
+            if aborted.executed and aborted.value == 0:
+                self.page = None
+            if not aborted.signal:
+                self.page_error = str(aborted)
+            return aborted.signal
+        finally:
+            tracee.deadline = deadline
+        return 0
+
     def _count(self, zombie, inner, value):
         # value None: it ran, result not read (see ptrace.Tracee.syscall); /proc tells after the detach.
         self.remaining.pop(0)
@@ -574,6 +903,8 @@ class _Injection:
         """The one place the parent is let go: registers restored while it is stopped, then detached."""
         tracee = self.tracee
         try:
+            if self.page is not None and tracee.attached and tracee.stopped and self.saved is not None:
+                self._last_unmap()
             if tracee.attached and self.final is not None and (
                     tracee.modified or not (self.final_applied or self.final.same_as(self.saved))):
                 if not tracee.stopped:
@@ -583,8 +914,19 @@ class _Injection:
             self.error = self.error or error
         finally:
             tracee.detach(self.pass_sig)
-            if self._mem is not None:
-                os.close(self._mem)
+            for fd in (self._mem, self._mem_rw):
+                if fd is not None:
+                    os.close(fd)
+
+    def _last_unmap(self):
+        """Our page still mapped at the end (a pause, a job-control stop, an error): one more try."""
+        try:
+            sig = self._unmap(self.final if self.final is not None else self.saved)
+        except ptrace.PtraceError as error:
+            self.page_error = str(error)
+            return
+        if sig and not self.pass_sig:
+            self.pass_sig = sig             # in its signal-delivery-stop: delivered by the detach, siginfo kept
 
     def _await_stop(self):
         """Past the grace with our registers in it: reported as left attached; this thread waits on."""
@@ -604,6 +946,10 @@ class _Injection:
     def report(self, result, still_tracing):
         tracee = self.tracee
         held = tracee.held_seconds + (time.monotonic() - tracee._held_since if tracee._held_since else 0.0)
+        result.update(way=self.way, loop_refused=self.loop_refusal if self.way != "loop" else None,
+                      page_left=None if self.page is None else (
+                          "0x%x: a 4 KiB anonymous r-x mapping of ours left in the parent (%s)" % (
+                              self.page, self.page_error or "not unmapped")))
         result.update(reaped=self._reaped(), seccomp=self.seccomp_names, rounds=self.rounds,
                       adjustments=list(self.adjustments), signals_passed=list(tracee.passed_signals),
                       stop_seconds=round(held, 6) if tracee.stopped_at is not None else None,
@@ -635,6 +981,10 @@ def _error_verdict(injection, error):
         return {"verdict": "failed", "reason": "the parent ended during the injection%s" % (
             ", after its own signal %s was passed through to it" % passed[-1] if passed else "")}
     return {"verdict": "failed", "reason": "injection stopped: %s" % error}
+
+
+def _is_page(value):
+    return value is not None and 0 < value < 1 << 47 and value % ptrace.PAGE_SIZE == 0
 
 
 def abi_problem(regs):

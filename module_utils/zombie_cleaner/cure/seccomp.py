@@ -23,6 +23,7 @@ ACTION_NAMES = {
 }
 MAX_STEPS = 100000                # a BPF program only jumps forward; this is a belt for broken input
 ARG0_OFFSETS = frozenset(range(16, 24))   # args[0] in struct seccomp_data: the one word a reap varies
+IP_OFFSETS = frozenset(range(8, 16))      # instruction_pointer
 _MASK = 0xFFFFFFFF
 
 
@@ -159,13 +160,14 @@ def verdict(programs, data, loads=None):
     return all(name == "ALLOW" for name in names), names
 
 
-def verdict_for_all(programs, datas):
+def verdict_for_all(programs, datas, loads=None):
     """(allowed, names, evaluations) for a list of seccomp_data that differ only in args[0].
 
     A cBPF program's path, and so its answer, depends only on the words it loads: if no
     filter loaded args[0] for the first data, the answer is the same for all of them and one
-    evaluation is enough. Otherwise each is evaluated, up to the first refusal."""
-    loads = set()
+    evaluation is enough. Otherwise each is evaluated, up to the first refusal.
+    loads: a set that receives the offsets the filters loaded for the first data."""
+    loads = set() if loads is None else loads
     allowed, names = verdict(programs, datas[0], loads)
     if not allowed or not loads & ARG0_OFFSETS:
         return allowed, names, 1

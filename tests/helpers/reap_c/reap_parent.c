@@ -13,12 +13,15 @@
  * never expects it, 5 = a computation came out wrong.
  *
  * Modes: busy (a checked computation), epoll (epoll_wait, no timeout), epoll-busy (work, then short
- * epoll_waits), recv and recv-timeout (recv on a socket, without and with SO_RCVTIMEO), sigwait (sigwaitinfo,
+ * epoll_waits), recv and recv-timeout (recv on a socket, without and with SO_RCVTIMEO; udp-timeout: a UDP
+ * socket on 127.0.0.1 with SO_RCVTIMEO, whose net_cls classid `ss` shows), sigwait (sigwaitinfo,
  * no handler), sigqueue (busy, SA_SIGINFO handler for SIGRTMIN+1 recording every payload), segv (takes SIGSEGV faults on purpose, handler fixes them up), rseq (glibc's rseq
  * area, a long critical section, a watcher thread that notes the section the leader was stopped in),
  * nonutf8 (a comm that is not UTF-8 and a seccomp filter that kills on wait4), filter-nr and filter-arg
  * (seccomp filters that allow the reap, one never reading wait4's pid, one reading it), sigtrap-ignored
- * (SIGTRAP ignored), clone (the zombies are clone() children without SIGCHLD).
+ * (SIGTRAP ignored), clone (the zombies are clone() children without SIGCHLD), filter-mmap (a seccomp filter
+ * failing mmap with PROT_READ alone, EPERM: the loop's page), mdwe (busy under PR_SET_MDWE: no memory may
+ * become executable).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,6 +40,8 @@
 #include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -325,8 +330,14 @@ static void filters(void)
         install(kill_wait4, 4);
     if (!strcmp(mode, "filter-nr"))
         install(refuse_mount, 4);
+    struct sock_filter read_only_mmap[] = {LOAD(0), IF_NOT(9, 3), LOAD(32), IF_NOT(1, 1),
+                                           RETURN(SECCOMP_RET_ERRNO | 1), RETURN(SECCOMP_RET_ALLOW)};
     if (!strcmp(mode, "filter-arg"))
         install(pid_one, 6);
+    if (!strcmp(mode, "filter-mmap"))
+        install(read_only_mmap, 6);
+    if (!strcmp(mode, "mdwe") && prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0))
+        _exit(3);
 }
 
 /* --- control ---------------------------------------------------------------------------------------------- */
@@ -400,6 +411,17 @@ static void prepare(void)
     sigset_t set;
     pipe(pipe_fds);
     socketpair(AF_UNIX, SOCK_STREAM, 0, socket_fds);
+    if (!strcmp(mode, "udp-timeout")) {                    /* a UDP pair: poke sends to the reading one */
+        struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t length = sizeof address;
+        close(socket_fds[0]);
+        close(socket_fds[1]);
+        socket_fds[0] = socket(AF_INET, SOCK_DGRAM, 0);
+        socket_fds[1] = socket(AF_INET, SOCK_DGRAM, 0);
+        bind(socket_fds[0], (struct sockaddr *)&address, sizeof address);
+        getsockname(socket_fds[0], (struct sockaddr *)&address, &length);
+        connect(socket_fds[1], (struct sockaddr *)&address, sizeof address);
+    }
     fault_page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     memcpy(fault_page, "\x0f\x05", 2);                     /* a `syscall` instruction, never executable */
     mprotect(fault_page, 4096, PROT_READ);
@@ -452,8 +474,8 @@ int main(int argc, char **argv)
         sigwait_loop();
     else if (!strcmp(mode, "segv"))
         segv_loop();
-    else if (!strcmp(mode, "recv") || !strcmp(mode, "recv-timeout"))
-        recv_loop(!strcmp(mode, "recv-timeout"));
+    else if (!strcmp(mode, "recv") || !strcmp(mode, "recv-timeout") || !strcmp(mode, "udp-timeout"))
+        recv_loop(strcmp(mode, "recv") != 0);
     else if (!strcmp(mode, "rseq"))
         rseq_loop();
     else
