@@ -20,8 +20,9 @@
  * nonutf8 (a comm that is not UTF-8 and a seccomp filter that kills on wait4), filter-nr and filter-arg
  * (seccomp filters that allow the reap, one never reading wait4's pid, one reading it), sigtrap-ignored
  * (SIGTRAP ignored), clone (the zombies are clone() children without SIGCHLD), filter-mmap (a seccomp filter
- * failing mmap with PROT_READ alone, EPERM: the loop's page), mdwe (busy under PR_SET_MDWE: no memory may
- * become executable).
+ * failing mmap with PROT_READ alone, EPERM: the loop's page), filter-ip (a seccomp filter failing wait4 whose
+ * instruction pointer ends in 0x020 within its page, where the loop's syscall returns to), mdwe (busy under
+ * PR_SET_MDWE: no memory may become executable).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -334,8 +335,12 @@ static void filters(void)
                                            RETURN(SECCOMP_RET_ERRNO | 1), RETURN(SECCOMP_RET_ALLOW)};
     if (!strcmp(mode, "filter-arg"))
         install(pid_one, 6);
+    struct sock_filter loop_ip[] = {LOAD(0), IF_NOT(61, 4), LOAD(8), BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xfff),
+                                    IF_NOT(0x20, 1), RETURN(SECCOMP_RET_ERRNO | 1), RETURN(SECCOMP_RET_ALLOW)};
     if (!strcmp(mode, "filter-mmap"))
         install(read_only_mmap, 6);
+    if (!strcmp(mode, "filter-ip"))
+        install(loop_ip, 7);
     if (!strcmp(mode, "mdwe") && prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0))
         _exit(3);
 }
