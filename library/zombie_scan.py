@@ -95,14 +95,15 @@ options:
       - Handled on the controller by the action plugin.
     type: dict
     default: {}
-  options:
+  role_variables:
     description:
-      - Any of this module's options, as one mapping; an option given on its own in the task wins over the
-        same one here. The role passes all of them this way, resolved from one template per node (Ansible
-        compiles each templated option anew on every node).
-      - Handled on the controller by the action plugin, which unpacks it before anything else.
-    type: dict
-    default: {}
+      - Take every option not given in the task from the zombie_cleaner role's variables
+        (C(zombie_cleaner_<option>)), with the role's precedence for the original design's settings
+        (environment, then C(cleaner), then role variables), and the settings check and quiet group the role
+        uses. The role's scan task sets only this.
+      - Handled on the controller by the action plugin; fails when the role's variables are not defined.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - zombie_cleaner.runtime_files
   - zombie_cleaner.outputs

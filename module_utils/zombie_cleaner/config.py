@@ -162,6 +162,29 @@ def log_level(value):
 ORIGINAL_KEYS = ("check_interval", "confirm_count", "container_timeout", "process_timeout",
                  "max_concurrent_containers", "whitelist_patterns", "dry_run", "log_level")
 
+# The settings the controller's environment can set, by key (CHECK_INTERVAL, ...): the original design's variables.
+ENVIRONMENT_KEYS = ("check_interval", "confirm_count", "dry_run", "log_level")
+TRUE_WORDS = ("true", "yes", "on", "1")
+
+
+def effective_settings(role_values, original, environ):
+    """The run's settings, keyed as in ORIGINAL_KEYS, after the precedence: the controller's environment
+    (ENVIRONMENT_KEYS, upper case; empty means unset), then the original design's `cleaner:` mapping, then the
+    role's variables. role_values: zombie_cleaner_<key> by key. dry_run comes out a bool and log_level lower case;
+    the rest as given, for settings_problems to judge. One place for the precedence: the zombie_scan action and the
+    role's filter (for the other tasks) both use it."""
+    original = original if isinstance(original, dict) else {}
+    effective = {}
+    for key in ORIGINAL_KEYS:
+        value = original[key] if key in original else role_values[key]
+        if key in ENVIRONMENT_KEYS and environ.get(key.upper()):
+            value = environ[key.upper()]
+        effective[key] = value
+    effective["dry_run"] = str(effective["dry_run"]).lower() in TRUE_WORDS
+    effective["log_level"] = str(effective["log_level"]).lower()
+    return effective
+
+
 def optional_duration(parameter, value):
     """A duration, or None when empty (0 and "" mean: not set)."""
     if value in (None, "", 0, "0"):

@@ -50,7 +50,7 @@ SCAN_ARGUMENT_SPEC = dict(
     results_dir=dict(type="str", default=""),
     quiet_group=dict(type="str", default=""),
     settings_check=dict(type="dict", default={}),
-    options=dict(type="dict", default={}),
+    role_variables=dict(type="bool", default=False),
     **dict(RUNTIME_FILES_SPEC, **OUTPUT_SPEC)
 )
 

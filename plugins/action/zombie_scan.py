@@ -21,6 +21,7 @@ from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.json import get_encoder
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import combine_vars, merge_hash
 
@@ -46,13 +47,15 @@ def keep_result(results_dir, host, result):
     return atomicfile.write(path, text, mode=0o600, durable=False)
 
 
-def given_options(task_args):
-    """The task's options with `options` (a mapping of them, which the role resolves in one template) unpacked:
-    an option given on its own wins."""
-    bundled = task_args.get("options") or {}
-    if not isinstance(bundled, dict):
-        raise AnsibleActionFail("options must be a mapping of zombie_scan's options, got %r" % (bundled,))
-    return dict(bundled, **{name: value for name, value in task_args.items() if name != "options"})
+# With role_variables, the options set from the role's variable of the same name (zombie_cleaner_<option>)...
+ROLE_OPTIONS = ("proc_root", "state_path", "cgroup_root", "audit_log_path", "audit_log_max_size", "audit_log_backups",
+                "metrics_textfile_dir", "containerd_state_dir", "docker_data_dir", "crio_storage_dir",
+                "podman_storage_dir", "pod_log_dir", "reap_host_zombies", "results_dir")
+# ... those from the effective settings (environment > cleaner: > role variables)...
+EFFECTIVE_OPTIONS = ("confirm_count", "whitelist_patterns", "process_timeout", "check_interval", "dry_run",
+                     "log_level")
+# ... and the remediation's settings, checked with the others before anything runs on the node.
+CHECKED_ROLE_SETTINGS = ("replacement_wait", "max_remediations_per_run", "module_timeout")
 
 
 def role_entry_point_spec(role):
@@ -131,7 +134,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        module_args = given_options(self._task.args)
+        module_args = dict(self._task.args)
+        if boolean(module_args.pop("role_variables", False), strict=True):
+            module_args = dict(self._options_from_role(task_vars), **module_args)
         controller = {name: module_args.pop(name, None) for name in CONTROLLER_OPTIONS}
         for name in ("results_dir", "quiet_group"):
             controller[name] = controller[name] or ""
@@ -197,3 +202,25 @@ class ActionModule(ActionBase):
                 "argument_errors": checked.error_messages,
                 "validate_args_context": {"type": "role", "name": self._task._role.get_name(),
                                           "argument_spec_name": entry_point}}
+
+    def _options_from_role(self, task_vars):
+        """Every option from the role's variables, each templated on its own (a plain value costs no Jinja compile;
+        the role's templated options once cost most of the scan task's controller time), with the precedence of
+        config.effective_settings. Guardrails are fleet-wide: checked once, with the play's first host's view of
+        them, as zombie_guardrails decides with it."""
+        def variable(name):
+            if name not in task_vars:
+                raise AnsibleActionFail("role_variables needs the zombie_cleaner role's variables: %s is not defined"
+                                        % name)
+            return self._templar.template(task_vars[name])
+        cleaner = self._templar.template(task_vars.get("cleaner"))
+        effective = config.effective_settings({key: variable("zombie_cleaner_" + key) for key in config.ORIGINAL_KEYS},
+                                              cleaner, os.environ)
+        options = {name: variable("zombie_cleaner_" + name) for name in ROLE_OPTIONS}
+        options.update((name, effective[name]) for name in EFFECTIVE_OPTIONS)
+        checked = dict(effective, **{name: variable("zombie_cleaner_" + name) for name in CHECKED_ROLE_SETTINGS})
+        first = task_vars["inventory_hostname"] == (task_vars.get("ansible_play_hosts_all") or [None])[0]
+        options["settings_check"] = {"cleaner": cleaner, "effective": checked,
+                                     "guardrails": variable("_zombie_cleaner_guardrail_settings") if first else None}
+        options["quiet_group"] = variable("_zombie_cleaner_quiet_group")
+        return options

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import os
+
 import ansible.module_utils
 from ansible import constants as C
 
@@ -22,6 +24,13 @@ def module_timeouts(settings, override=None):
     return config.module_timeouts(dict(settings), override)
 
 
+def effective_settings(role_values, original=None):
+    """The settings after the precedence: the controller's environment, then `cleaner:`, then the role's
+    variables (config.effective_settings, which the zombie_scan action uses too)."""
+    return config.effective_settings(role_values, original, os.environ)
+
+
 class FilterModule:
     def filters(self):
-        return {"zombie_cleaner_module_timeouts": module_timeouts}
+        return {"zombie_cleaner_module_timeouts": module_timeouts,
+                "zombie_cleaner_effective_settings": effective_settings}
