@@ -299,6 +299,58 @@ def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_s
     assert_quits_cleanly(parent)
 
 
+# A pause (cgroup v1 freezer) landing while the parent runs our code: the module's process ends, a keeper stays.
+FROZEN_WHILE_OUR_CODE_RUNS = r"""
+import json, sys, threading
+import ansible.module_utils
+ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper
+reaper.LOOP_CODE = b"\xeb\xfe" + reaper.LOOP_CODE[2:]          # jmp $: it spins in our page until stopped
+reaper.RESTORE_GRACE = 0.2
+if sys.argv[4] == "no-keeper":
+    reaper._Injection._hand_off = lambda self: False
+real_run_code = ptrace.Tracee.run_code
+
+
+def freeze_while_it_runs(self, regs):
+    def freeze():
+        with open(sys.argv[3], "w") as handle:
+            handle.write("FROZEN")
+    threading.Timer(0.05, freeze).start()
+    return real_run_code(self, regs)
+
+
+ptrace.Tracee.run_code = freeze_while_it_runs
+parent = json.loads(sys.argv[2])
+print(json.dumps(reaper.reap("/proc", parent["record"], parent["zombies"], 0.5)), flush=True)
+"""
+
+
+def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_module(c_parent, made):
+    freezer = Cgroup("freezer")
+    made(freezer)
+    parent = c_parent("busy", 5, cgroup=freezer)
+    before = assert_computes(parent)["rounds"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    module = subprocess.run([sys.executable, "-c", FROZEN_WHILE_OUR_CODE_RUNS, root,
+                             json.dumps({"record": parent.record, "zombies": parent.zombies()}),
+                             os.path.join(freezer.path, "freezer.state"), "keeper"],
+                            capture_output=True, text=True, timeout=60)
+    result = json.loads(module.stdout)                          # the module has ended
+    assert result["left_attached"] and "keeper process %d" % result["keeper"] in result["reason"], result
+    assert result["page_left"], result                          # it could not be stepped to unmap it
+    assert freezer.read("freezer.state") == "FROZEN"
+    reap_parents.wait_for(lambda: reap_parents.status(parent.pid)["TracerPid"].strip() == str(result["keeper"]),
+                          "the keeper tracing the frozen parent", timeout=10)
+    freezer.thaw()
+    parent.assert_healthy(settle=10)                            # the keeper restored and detached at the thaw
+    reap_parents.wait_for(lambda: not os.path.exists("/proc/%d/status" % result["keeper"])
+                          or reap_parents.status(result["keeper"])["State"].split()[0] == "Z", "the keeper ended")
+    assert assert_computes(parent)["rounds"] > before           # its own code again, not our page
+    assert len(parent.zombie_pids()) == 5
+    assert_quits_cleanly(parent)
+
+
 # --- item 4: no EINTR in a program that never asked for it -----------------------------------------------------
 
 
@@ -374,37 +426,51 @@ def sigqueue(pid, sig, value):
 
 def test_sigqueue_payloads_arrive_intact_during_the_hold(c_parent):
     parent = c_parent("sigqueue", 200)
-    sent = []
+    sent, passed = [], []
 
-    def send_while_held():
-        # Wait for the tracer, then queue 100 payloads while the parent is held.
-        deadline = time.monotonic() + 5
-        while reap_parents.status(parent.pid)["TracerPid"].strip() == "0" and time.monotonic() < deadline:
-            pass
-        for value in range(1, 101):
+    def send_while_held(done):
+        # Wait for the tracer, then queue 100 payloads (numbered on from the last) while the parent is held.
+        while reap_parents.status(parent.pid)["TracerPid"].strip() == "0":
+            if done.is_set():
+                return
+        for value in range(len(sent) + 1, len(sent) + 101):
             sigqueue(parent.pid, signal.SIGRTMIN + 1, value)
             sent.append(value)
-    sender = threading.Thread(target=send_while_held)
-    sender.start()
-    result = reap(parent)
-    sender.join()
-    parent.assert_healthy()
-    assert not result.get("left_attached"), result
+    # A hold of a few milliseconds (the loop) is often over before the sender gets going: reaped again, with
+    # 200 zombies more, until payloads arrived during a hold (20 times at most).
+    for attempt in range(20):
+        if attempt:
+            more_zombies(parent, 200)
+        done = threading.Event()
+        sender = threading.Thread(target=send_while_held, args=(done,))
+        sender.start()
+        result = reap(parent)
+        done.set()
+        sender.join()
+        parent.assert_healthy()
+        assert not result.get("left_attached") and result["ok"], result
+        passed += result["signals_passed"]
+        if passed:
+            break
+    assert passed, "no signal arrived during a hold in %d reaps" % (attempt + 1)
     deadline = time.monotonic() + 5
     while parent.report()["signals"] < len(sent) and time.monotonic() < deadline:
         time.sleep(0.05)
     report = parent.report()
-    assert report["signals"] == 100 and report["ordered"] == 1, report        # none lost, none doubled
+    assert report["signals"] == len(sent) and report["ordered"] == 1, report  # none lost, none doubled
     assert report["queued"] == 1 and report["pid"] == os.getpid(), report     # si_code SI_QUEUE, si_pid ours
     assert report["corrupt"] == 0
-    assert result.get("signals_passed"), "no signal arrived during the hold: %s" % result
     assert_quits_cleanly(parent)
 
 
 def test_parent_taking_sigsegv_on_purpose_gets_each_fault_once(c_parent):
     parent = c_parent("segv", 5)
     passed = []
-    for _ in range(30):             # a fault is seen at the stop in about one reap in five
+    for trial in range(200):
+        # A fault is passed through only when it is being delivered just as the stop comes: about one reap
+        # in five on an idle machine, fewer under load. At least 10 reaps, then until one was.
+        if trial >= 10 and signal.SIGSEGV in passed:
+            break
         more_zombies(parent, 20)
         result = reap(parent)
         passed += result.get("signals_passed", [])

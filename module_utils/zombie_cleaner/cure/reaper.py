@@ -39,7 +39,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
+import select
 import signal
 import struct
 import threading
@@ -126,17 +128,30 @@ def frozen_problem(proc_root, pid, cgroup_root=CGROUP_ROOT):
 
     A frozen task cannot be stopped or given its registers back until it is thawed: if a freeze landed
     while it held injected registers, it would die of them once thawed should the module have ended."""
+    state = freezer_state(proc_root, pid, cgroup_root)
+    if state in ("FROZEN", "FREEZING", "parent freezing"):
+        return "the parent's cgroup is frozen (freezer %s: a paused container)" % state
+    if state == "frozen":
+        return "the parent's cgroup is frozen (a paused container)"
+    return None
+
+
+def freezer_state(proc_root, pid, cgroup_root=CGROUP_ROOT):
+    """The freezer's word on the parent's cgroup: cgroup v1 "THAWED", "FREEZING", "FROZEN" (every task frozen)
+    or "parent freezing"; cgroup v2 "frozen" (every task frozen) or "thawed"; None if unknown."""
     entries = procfs.read_cgroup(proc_root, pid)
     v1 = cgroups.cgroup_path(entries, "freezer")
     if v1 is not None:
         directory = "%s/freezer%s" % (cgroup_root, v1.rstrip("/"))
         state = (_read_first(directory + "/freezer.state") or "").strip()
         if state and state != "THAWED" or (_read_first(directory + "/freezer.parent_freezing") or "0").strip() == "1":
-            return "the parent's cgroup is frozen (freezer %s: a paused container)" % (state or "parent freezing")
-        return None
+            return state if state and state != "THAWED" else "parent freezing"
+        return state or None
     v2 = next((path for hierarchy, controllers, path in entries if hierarchy == "0" and controllers == ""), None)
-    if v2 is not None and "frozen 1" in (_read_first("%s%s/cgroup.events" % (cgroup_root, v2.rstrip("/"))) or ""):
-        return "the parent's cgroup is frozen (a paused container)"
+    if v2 is not None:
+        events = _read_first("%s%s/cgroup.events" % (cgroup_root, v2.rstrip("/")))
+        if events is not None:
+            return "frozen" if "frozen 1" in events else "thawed"
     return None
 
 
@@ -473,6 +488,7 @@ class _Injection:
         self.loop_refusal = None         # why not the loop
         self.page = None                 # the address of our page while it is mapped in the parent
         self.page_ready = False          # its code written and the page made executable
+        self.keeper = self.keeper_error = None
         self.page_error = None           # why it could not be unmapped
 
     def run(self):
@@ -907,9 +923,10 @@ class _Injection:
                 self._last_unmap()
             if tracee.attached and self.final is not None and (
                     tracee.modified or not (self.final_applied or self.final.same_as(self.saved))):
-                if not tracee.stopped:
-                    self._await_stop()
-                self._restore()
+                if tracee.stopped or not self._hand_off():
+                    if not tracee.stopped:
+                        self._await_stop()
+                    self._restore()
         except ptrace.PtraceError as error:
             self.error = self.error or error
         finally:
@@ -927,6 +944,25 @@ class _Injection:
             return
         if sig and not self.pass_sig:
             self.pass_sig = sig             # in its signal-delivery-stop: delivered by the detach, siginfo kept
+
+    def _hand_off(self):
+        """Frozen while it runs our code: hand the registers to a keeper process, which outlives the module.
+
+        A task frozen by the cgroup v1 freezer does not stop for PTRACE_INTERRUPT until it is thawed; a thread of
+        the module waiting for that stop dies with the module, which releases the parent with our registers in
+        it. The keeper (a process of its own, its own session) seizes the parent once this thread has ended
+        (the end of the thread detaches it; a frozen task runs nothing meanwhile), interrupts it, and at the
+        thaw it stops before returning to user mode: registers restored, a pending single-step trap taken,
+        detached. Only for a frozen parent: a running one would run our code between the two tracers."""
+        if freezer_state(self.proc_root, self.pid) not in ("FROZEN", "frozen"):
+            return False            # running, or still freezing: it could run our code between the two tracers
+        self.left_attached = True
+        try:
+            self.keeper = start_keeper(self.proc_root, self.parent, self.final, self.address + 2)
+        except (OSError, ValueError) as error:
+            self.keeper_error = str(error)
+            return False
+        return True
 
     def _await_stop(self):
         """Past the grace with our registers in it: reported as left attached; this thread waits on."""
@@ -954,7 +990,12 @@ class _Injection:
                       adjustments=list(self.adjustments), signals_passed=list(tracee.passed_signals),
                       stop_seconds=round(held, 6) if tracee.stopped_at is not None else None,
                       inject_seconds=round(self.inject_seconds, 6) if self.rounds else None)
-        if still_tracing or self.left_attached or _traced_by(self.proc_root, self.pid, self.tid):
+        if self.keeper is not None:
+            result.update(verdict="failed", left_attached=True, keeper=self.keeper.pid,
+                          reason="LEFT ATTACHED: the parent's cgroup was frozen while it ran our code, and a frozen "
+                                 "task cannot be stopped to restore its registers; keeper process %d outlives "
+                                 "the module and restores them when it is thawed" % self.keeper.pid)
+        elif still_tracing or self.left_attached or _traced_by(self.proc_root, self.pid, self.tid):
             result.update(verdict="failed", left_attached=True,
                           reason="LEFT ATTACHED: the parent could not be stopped again to restore its registers "
                                  "within %g s past process_timeout; the tracer thread waits on" % RESTORE_GRACE)
@@ -967,6 +1008,72 @@ class _Injection:
             result.update(verdict="failed", reason="the parent's registers could not be restored exactly")
         else:
             result["verdict"] = "safe"
+
+
+# The keeper, run as `python -c KEEPER` with one JSON line on stdin (see _Injection._hand_off).
+KEEPER = r"""
+import json, sys
+data = json.loads(sys.stdin.readline())
+sys.path[:0] = data["sys_path"]
+import ansible.module_utils
+ansible.module_utils.__path__[:] = data["module_utils"]
+from ansible.module_utils.zombie_cleaner.cure import reaper
+print("ready", flush=True)       # everything imported: the module (and its AnsiballZ payload) may go now
+sys.exit(reaper.keep(data))
+"""
+KEEPERS = []                     # keepers started by this process (polled, so none stays a zombie of ours)
+KEEPER_SEIZE_TIME = 10.0         # for the module's tracer thread to end
+KEEPER_START_TIME = 10.0         # for the keeper to import what it needs
+
+
+def start_keeper(proc_root, parent, final, step_end):
+    import ansible.module_utils
+    import subprocess
+    import sys
+    KEEPERS[:] = [keeper for keeper in KEEPERS if keeper.poll() is None]
+    data = {"proc_root": proc_root, "pid": parent["pid"], "start_time": parent["start_time"],
+            "registers": bytes(final).hex(), "step_end": step_end, "sys_path": list(sys.path),
+            "module_utils": list(ansible.module_utils.__path__)}
+    keeper = subprocess.Popen([sys.executable, "-c", KEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    KEEPERS.append(keeper)
+    keeper.stdin.write((json.dumps(data) + "\n").encode())
+    keeper.stdin.close()
+    # Only a keeper that has imported all it needs takes over: this thread ends only then.
+    ready = select.select([keeper.stdout], [], [], KEEPER_START_TIME)[0] and keeper.stdout.readline() == b"ready\n"
+    keeper.stdout.close()
+    if not ready:
+        keeper.kill()
+        raise OSError(errno.ETIMEDOUT, "the keeper did not start within %g s" % KEEPER_START_TIME)
+    return keeper
+
+
+def keep(data):
+    """The keeper's work (a process of its own): 0 when the parent got its registers back and was detached."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)
+    proc_root, pid = data["proc_root"], data["pid"]
+    traced = waiter.poll_until(lambda: procfs.read_status(proc_root, pid).get("TracerPid") == "0",
+                               KEEPER_SEIZE_TIME, 0.001)
+    stat = procfs.read_stat(proc_root, pid)
+    if not traced or stat is None or stat.start_time != data["start_time"]:
+        return 3
+    final = ptrace.Registers.from_buffer_copy(bytes.fromhex(data["registers"]))
+    tracee, sig = ptrace.Tracee(pid, None, 0.0), 0
+    try:
+        tracee.seize()
+        ptrace._ptrace(ptrace.PTRACE_INTERRUPT, pid, None, None, "PTRACE_INTERRUPT")
+        stop = tracee.wait_stop(None)           # at the thaw, before it returns to user mode
+        executed = tracee.get_registers().rip == data["step_end"]
+        tracee.restore(final)
+        if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
+            sig = stop.sig
+        elif executed and stop.kind != "signal":
+            sig = tracee.take_step_trap()       # our step's SIGTRAP may be queued: taken, never delivered
+    except ptrace.PtraceError:
+        return 4
+    finally:
+        tracee.detach(sig)                      # the keeper's one place to let go, as _release is the thread's
+    return 0
 
 
 def _error_verdict(injection, error):
