@@ -843,7 +843,8 @@ def test_process_timeout_mid_loop_stops_it_restores_and_unmaps(c_parent, monkeyp
     ("filter-mmap", "its seccomp filter does not allow mmap (ERRNO)"),
     # Allowed from the vdso, refused from the page's address: known only once it is mapped; unmapped again.
     ("filter-ip", "its seccomp filter does not allow wait4 from the loop's page (ERRNO)"),
-    ("mdwe", "mprotect of the loop's page to PROT_READ|PROT_EXEC failed (Permission denied: MDWE?)"),
+    ("mdwe", "mprotect of the loop's page to PROT_READ|PROT_EXEC failed (Permission denied: MDWE, or an LSM's "
+             "rule on executable memory)"),
 ])
 def test_without_the_page_it_falls_back_to_single_steps(c_parent, mode, refusal):
     parent = c_parent(mode, 10)

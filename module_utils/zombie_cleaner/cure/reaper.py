@@ -821,8 +821,9 @@ class _Injection:
             return aborted.signal
         self.page_ready = value == 0
         if value != 0:
-            return self._loop_unusable("mprotect of the loop's page to PROT_READ|PROT_EXEC failed (%s: MDWE?)" % (
-                os.strerror(-value) if -4096 < value < 0 else value))
+            return self._loop_unusable("mprotect of the loop's page to PROT_READ|PROT_EXEC failed (%s: MDWE, or an "
+                                       "LSM's rule on executable memory)" % (
+                                           os.strerror(-value) if -4096 < value < 0 else value))
         return 0
 
     def _write_page(self, offset, data):
