@@ -847,6 +847,10 @@ class _Injection:
         started = time.monotonic()
         try:
             stop, after = self.tracee.run_code(regs)
+        except ptrace.PtraceError:
+            for zombie, inner in chunk:                        # which ran, if any: /proc tells after the detach
+                self._count(zombie, inner, None)
+            raise
         finally:
             self.inject_seconds += time.monotonic() - started
         inside = self.page <= after.rip <= self.page + LOOP_TRAP_END
