@@ -489,6 +489,9 @@ class _Injection:
         self.page = None                 # the address of our page while it is mapped in the parent
         self.page_ready = False          # its code written and the page made executable
         self.keeper = self.keeper_error = None
+        # What seccomp is asked about each wait4 from the vdso, made before the parent is stopped.
+        self.wait4_datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, seccomp.AUDIT_ARCH_X86_64, self.address + 2,
+                                                 wait4_args(inner)) for _, inner in self.targets]
         self.page_error = None           # why it could not be unmapped
 
     def run(self):
@@ -581,8 +584,12 @@ class _Injection:
 
     def _filter_problem(self):
         self.programs = programs = self.tracee.seccomp_filters()
-        datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, ptrace.audit_arch(self.saved), self.address + 2,
-                                      wait4_args(inner)) for _, inner in self.remaining]
+        arch = ptrace.audit_arch(self.saved)
+        if arch == seccomp.AUDIT_ARCH_X86_64 and len(self.remaining) == len(self.targets):
+            datas = self.wait4_datas            # made before the stop (0.6 ms for 300 zombies)
+        else:
+            datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, arch, self.address + 2, wait4_args(inner))
+                     for _, inner in self.remaining]
         allowed, self.seccomp_names, _ = seccomp.verdict_for_all(programs, datas, self.wait4_loads)
         if not allowed:
             return "its seccomp filter does not allow wait4: %s" % ", ".join(self.seccomp_names)
