@@ -200,6 +200,11 @@ outcomes:
       rungs tried, never with the zombies - C(zombies_before) and C(zombies_after) count them, C(zombie_pids) lists
       at most 10, and of a reap in place each parent's verdict gives C(reaped_count) and at most 10 pids in
       C(reaped).
+    - A reap in place's verdict per parent also says how the wait4 calls ran, C(way) (C(loop) - one page of ours
+      mapped in the parent for the time of the reap, or C(steps) - single steps) and C(loop_refused) (why not the
+      loop); C(page_left), the address of a 4 KiB mapping of ours that could not be unmapped from the parent;
+      and C(keeper), the pid of the process that restores the registers of a parent frozen while it ran our code
+      (C(left_attached) is true then).
   returned: always
   type: list
   elements: dict
