@@ -729,6 +729,51 @@ def test_an_executable_on_a_hung_fuse_mount_is_refused_in_bounded_time(built, ma
         fs.close()                                              # the reads left waiting fail now
 
 
+# The module as Ansible runs it, with a short read time: Ansible waits for its output pipe to close.
+MODULE_SHORT_READS = r'''
+import json, sys
+import ansible.module_utils
+ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
+from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper
+ptrace.READ_TIMEOUT = 0.5
+print(json.dumps(reaper.reap("/proc", json.loads(sys.argv[2]), json.loads(sys.argv[3]), 30.0)), flush=True)
+'''
+
+
+def test_a_hung_fuse_server_never_keeps_the_module_or_its_output_open(built, made, tmp_path):
+    """The read the FUSE server took and never answers is waited for uninterruptibly: whatever waits for it must
+    hold nothing of the module's, or the module never ends and Ansible waits on its pipe for good."""
+    if not hung_fuse.available():
+        pytest.skip("needs /dev/fuse and root")
+    mountpoint = str(tmp_path / "fuse")
+    os.mkdir(mountpoint)
+    fs = hung_fuse.HungFuse(mountpoint, "reap_parent", built["c"])
+    module = None
+    try:
+        parent = Parent([fs.path, "busy", "2"], 2)
+        made(parent)
+        fs.hang()
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        module = subprocess.Popen([sys.executable, "-c", MODULE_SHORT_READS, root, json.dumps(parent.record),
+                                   json.dumps(parent.zombies())], stdout=subprocess.PIPE)
+        done = threading.Event()
+        output = []
+        reader = threading.Thread(target=lambda: (output.append(module.stdout.read()), done.set()), daemon=True)
+        reader.start()
+        assert done.wait(15), "the module's output stayed open while the file system hangs"
+        assert module.wait(5) == 0                    # the module ended, with the server still hung
+        result = json.loads(output[0])
+        assert result["verdict"] == "skipped" and "unreadable within 0.5 s" in result["reason"], result
+        assert len(parent.zombie_pids()) == 2
+        parent.assert_healthy()
+    finally:
+        fs.close()                                    # the reads left waiting fail now
+        if module is not None:
+            module.kill()
+            module.wait()
+            module.stdout.close()
+
+
 # --- item 9: a short stop: the filters evaluated once per parent ---------------------------------------------------
 
 

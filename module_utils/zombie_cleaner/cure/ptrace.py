@@ -24,10 +24,11 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import pickle
 import platform
+import select
 import signal
 import struct
-import threading
 import time
 
 PTRACE_CONT = 7
@@ -445,29 +446,67 @@ READ_TIMEOUT = 2.0                 # seconds a read of the parent's executable o
 
 
 def bounded(function, what, timeout=None):
-    """function() in a daemon thread of its own, waited for `timeout` seconds (READ_TIMEOUT by default).
+    """function() in a child process of its own, waited for `timeout` seconds (READ_TIMEOUT by default).
 
     For any read that may reach the parent's files: /proc/PID/exe, /proc/PID/maps and /proc/PID/mem of a
-    file-backed mapping page in from the file system, and a hung NFS or FUSE server never answers. On time
-    out Unreadable is raised and the thread is left behind, blocked in the kernel (killable: the module's exit
-    ends it). Its exception, if any, is raised here."""
+    file-backed mapping page in from the file system, a copy of its descriptor (closing it flushes the file), and
+    a hung NFS or FUSE server never answers: a FUSE request the server has read is waited for uninterruptibly,
+    even by SIGKILL. A thread stuck so would keep the module alive, and with it the output pipe Ansible waits on.
+    The child has its own session and none of the module's descriptors (stdio on /dev/null): on time out it is
+    left behind, holding nothing, and Unreadable is raised. Its return value or exception (picklable) comes back
+    through a pipe and is returned or raised here."""
     timeout = READ_TIMEOUT if timeout is None else timeout
-    outcome = []
-
-    def target():
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                           # the child: nothing but function() and its answer
+        code = 0
         try:
-            outcome.append((True, function()))
-        except BaseException as error:          # handed to the caller as is
-            outcome.append((False, error))
-    thread = threading.Thread(target=target, name="zombie-cleaner-read", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not outcome:
-        raise Unreadable(what, timeout)
-    ok, value = outcome[0]
+            os.close(reader)
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for target in (0, 1, 2):
+                os.dup2(null, target)
+            os.closerange(3, writer)
+            os.closerange(writer + 1, _MAX_FD)
+            try:
+                answer = (True, function())
+            except BaseException as error:                 # handed to the caller as is
+                answer = (False, error)
+            data = pickle.dumps(answer)
+            while data:
+                data = data[os.write(writer, data):]
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(writer)
+    try:
+        data = _read_answer(reader, time.monotonic() + timeout)
+    finally:
+        os.close(reader)
+    if data is None:
+        raise Unreadable(what, timeout)                    # the child stays behind, holding nothing of ours
+    os.waitpid(pid, 0)                                     # it has answered: it ends now
+    ok, value = pickle.loads(data) if data else (False, OSError(errno.EIO, "the reading process failed"))
     if not ok:
         raise value
     return value
+
+
+_MAX_FD = 1 << 20
+
+
+def _read_answer(reader, deadline):
+    """Everything the child writes until it closes its end, or None if that takes past deadline."""
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([reader], [], [], left)[0]:
+            return None
+        chunk = os.read(reader, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 PAGE_SIZE = 4096

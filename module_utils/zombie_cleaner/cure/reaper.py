@@ -325,7 +325,13 @@ def _socket_timeout(proc_root, pid, fd, option):
     """The socket's SO_RCVTIMEO/SO_SNDTIMEO: True if it has one.
 
     A copy of the descriptor (pidfd_getfd) is read and closed: the parent is not stopped. Called only when
-    acting, and only when socket_retag_problem found nothing: then the copy changes nothing of the socket's."""
+    acting, and only when socket_retag_problem found nothing: then the copy changes nothing of the socket's.
+    All of it in a child process (ptrace.bounded): another thread of the parent can put a FUSE file in that slot
+    between the readlink and the copy, and closing the copy would then wait on the file system."""
+    return ptrace.bounded(lambda: _copied_socket_timeout(pid, fd, option), "its socket")
+
+
+def _copied_socket_timeout(pid, fd, option):
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = _checked(libc.syscall(434, pid, 0))          # pidfd_open (os.pidfd_open needs Python 3.9)
     try:
