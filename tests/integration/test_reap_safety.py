@@ -383,6 +383,21 @@ def test_parent_blocked_in_sigwaitinfo_is_left_alone(c_parent, ptrace_calls, dry
     assert_quits_cleanly(parent)
 
 
+def test_the_keeper_imports_nothing_from_where_the_module_was_started(c_parent, tmp_path, monkeypatch):
+    """The keeper is root and will ptrace a container's process: a json.py in the module's working directory (a
+    module read from stdin has '' first on its path) must not run in it."""
+    marker = tmp_path / "imported"
+    (tmp_path / "json.py").write_text("open(%r, 'w').write('ran')\nfrom importlib import import_module\n" % str(marker))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [""] + sys.path)
+    parent = c_parent("sleep", 1)
+    stranger = dict(parent.record, start_time=parent.record["start_time"] + 1)   # not the parent: it gives up
+    keeper = reaper.start_keeper("/proc", stranger, ptrace.Registers(), 0)
+    assert keeper.wait(30) == 3                           # started, imported all it needed, found no parent of ours
+    assert not marker.exists()
+    parent.assert_healthy()
+
+
 def test_socket_read_with_a_timeout_is_left_alone_without_one_it_is_reaped(c_parent):
     timed = c_parent("recv-timeout", 3)
     plain = c_parent("recv", 3)

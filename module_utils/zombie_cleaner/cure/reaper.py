@@ -1050,10 +1050,15 @@ def start_keeper(proc_root, parent, final, step_end):
     import sys
     KEEPERS[:] = [keeper for keeper in KEEPERS if keeper.poll() is None]
     data = {"proc_root": proc_root, "pid": parent["pid"], "start_time": parent["start_time"],
-            "registers": bytes(final).hex(), "step_end": step_end, "sys_path": list(sys.path),
-            "module_utils": list(ansible.module_utils.__path__)}
-    keeper = subprocess.Popen([sys.executable, "-c", KEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+            "registers": bytes(final).hex(), "step_end": step_end,
+            # Absolute paths only: a module read from stdin (pipelining) has '' (its working directory) first.
+            "sys_path": [path for path in sys.path if os.path.isabs(path)],
+            "module_utils": [path for path in ansible.module_utils.__path__ if os.path.isabs(path)]}
+    # Isolated (-I: no working directory, user site or PYTHON* variables on its path), from /, with a bare
+    # environment: a root process that will ptrace a container's process imports nothing a user could place.
+    keeper = subprocess.Popen([sys.executable, "-I", "-c", KEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/",
+                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
     KEEPERS.append(keeper)
     keeper.stdin.write((json.dumps(data) + "\n").encode())
     keeper.stdin.close()
