@@ -151,3 +151,23 @@ def test_only_resident_memory_counts_as_resident():
 def ctypes_address(buffer):
     import ctypes
     return ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+
+
+def test_a_v1_freezer_state_that_cannot_be_read_refuses(tmp_path):
+    """A freezer hierarchy listed for the parent but not found under cgroup_root: every pause safeguard would be
+    off unseen, so the parent is refused (it was taken for 'not frozen')."""
+    proc = tmp_path / "proc" / "4242"
+    proc.mkdir(parents=True)
+    (proc / "cgroup").write_text("7:freezer:/paused-app\n3:cpu,cpuacct:/paused-app\n0::/\n")
+    cgroup_root = tmp_path / "cgroup"
+    problem = reaper.frozen_problem(str(tmp_path / "proc"), 4242, str(cgroup_root))
+    assert problem is not None and "freezer state cannot be read" in problem
+    (cgroup_root / "freezer" / "paused-app").mkdir(parents=True)
+    (cgroup_root / "freezer" / "paused-app" / "freezer.state").write_text("THAWED\n")
+    (cgroup_root / "freezer" / "paused-app" / "freezer.parent_freezing").write_text("0\n")
+    assert reaper.frozen_problem(str(tmp_path / "proc"), 4242, str(cgroup_root)) is None
+    (cgroup_root / "freezer" / "paused-app" / "freezer.state").write_text("FROZEN\n")
+    assert "frozen" in reaper.frozen_problem(str(tmp_path / "proc"), 4242, str(cgroup_root))
+    # The root cgroup has no freezer.state (v1 cannot freeze it): never frozen, nothing to refuse.
+    (proc / "cgroup").write_text("7:freezer:/\n0::/\n")
+    assert reaper.frozen_problem(str(tmp_path / "proc"), 4242, str(tmp_path / "empty")) is None

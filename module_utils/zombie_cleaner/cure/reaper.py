@@ -129,6 +129,10 @@ def frozen_problem(proc_root, pid, cgroup_root=CGROUP_ROOT):
     A frozen task cannot be stopped or given its registers back until it is thawed: if a freeze landed
     while it held injected registers, it would die of them once thawed should the module have ended."""
     state = freezer_state(proc_root, pid, cgroup_root)
+    if state == "unknown":
+        # Unknown means refuse: every safeguard against a pause would be off unseen.
+        return ("the parent's cgroup v1 freezer state cannot be read under %s/freezer (mounted elsewhere? set "
+                "cgroup_root)" % cgroup_root)
     if state in ("FROZEN", "FREEZING", "parent freezing"):
         return "the parent's cgroup is frozen (freezer %s: a paused container)" % state
     if state == "frozen":
@@ -138,12 +142,18 @@ def frozen_problem(proc_root, pid, cgroup_root=CGROUP_ROOT):
 
 def freezer_state(proc_root, pid, cgroup_root=CGROUP_ROOT):
     """The freezer's word on the parent's cgroup: cgroup v1 "THAWED", "FREEZING", "FROZEN" (every task frozen)
-    or "parent freezing"; cgroup v2 "frozen" (every task frozen) or "thawed"; None if unknown."""
+    or "parent freezing"; cgroup v2 "frozen" (every task frozen) or "thawed"; "unknown" if the parent is in a v1
+    freezer cgroup whose state cannot be read; None if it is in no freezer cgroup this can see."""
     entries = procfs.read_cgroup(proc_root, pid)
     v1 = cgroups.cgroup_path(entries, "freezer")
+    if v1 is not None and not v1.strip("/"):
+        return "THAWED"                    # the root cgroup: v1 cannot freeze it (it has no freezer.state)
     if v1 is not None:
         directory = "%s/freezer%s" % (cgroup_root, v1.rstrip("/"))
-        state = (_read_first(directory + "/freezer.state") or "").strip()
+        state = _read_first(directory + "/freezer.state")
+        if state is None:
+            return "unknown"
+        state = state.strip()
         if state and state != "THAWED" or (_read_first(directory + "/freezer.parent_freezing") or "0").strip() == "1":
             return state if state and state != "THAWED" else "parent freezing"
         return state or None
