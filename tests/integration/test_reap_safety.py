@@ -309,6 +309,8 @@ reaper.LOOP_CODE = b"\xeb\xfe" + reaper.LOOP_CODE[2:]          # jmp $: it spins
 reaper.RESTORE_GRACE = 0.2
 if sys.argv[4] == "no-keeper":
     reaper._Injection._hand_off = lambda self: False
+if sys.argv[4] == "slow-keeper":                 # a loaded node: its imports take longer than RESTORE_GRACE + 1 s
+    reaper.KEEPER = reaper.KEEPER.replace('print("ready"', 'import time; time.sleep(2.5)\nprint("ready"')
 real_run_code = ptrace.Tracee.run_code
 
 
@@ -326,7 +328,8 @@ print(json.dumps(reaper.reap("/proc", parent["record"], parent["zombies"], 0.5))
 """
 
 
-def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_module(c_parent, made):
+@pytest.mark.parametrize("keeper", ["keeper", "slow-keeper"])
+def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_module(c_parent, made, keeper):
     freezer = Cgroup("freezer")
     made(freezer)
     parent = c_parent("busy", 5, cgroup=freezer)
@@ -334,7 +337,7 @@ def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_mod
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module = subprocess.run([sys.executable, "-c", FROZEN_WHILE_OUR_CODE_RUNS, root,
                              json.dumps({"record": parent.record, "zombies": parent.zombies()}),
-                             os.path.join(freezer.path, "freezer.state"), "keeper"],
+                             os.path.join(freezer.path, "freezer.state"), keeper],
                             capture_output=True, text=True, timeout=60)
     result = json.loads(module.stdout)                          # the module has ended
     assert result["left_attached"] and "keeper process %d" % result["keeper"] in result["reason"], result

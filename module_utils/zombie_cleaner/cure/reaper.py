@@ -467,6 +467,10 @@ def _act(proc_root, parent, found, deadline, result):
                                   daemon=True)
         tracer.start()
         tracer.join(max(0.0, deadline - time.monotonic()) + RESTORE_GRACE + 1.0)
+        if tracer.is_alive() and injection.handing_off:
+            # A keeper being started (_hand_off): ended now, the module would take the thread, and with it the
+            # frozen parent's last tracer, before the keeper is ready.
+            tracer.join(KEEPER_START_TIME + 1.0)
     if not tracer.is_alive():
         _wait_thread_gone(injection.tid)
     injection.report(result, still_tracing=tracer.is_alive())
@@ -497,6 +501,7 @@ class _Injection:
         self.filter_count, self.threads, self.rounds, self.inject_seconds = 0, 2, 0, 0.0
         self.pass_sig = 0
         self.skip_reason = self.fail_reason = self.error = None
+        self.handing_off = False         # a keeper is being started (_hand_off): _act waits for it
         self.restore_mismatch = self.left_attached = False
         self._mem = self._mem_rw = None
         self.programs, self.wait4_loads = [], set()
@@ -984,7 +989,7 @@ class _Injection:
         detached. Only for a frozen parent: a running one would run our code between the two tracers."""
         if freezer_state(self.proc_root, self.pid) not in ("FROZEN", "frozen"):
             return False            # running, or still freezing: it could run our code between the two tracers
-        self.left_attached = True
+        self.left_attached = self.handing_off = True
         try:
             self.keeper = start_keeper(self.proc_root, self.parent, self.final, self.address + 2)
         except (OSError, ValueError) as error:
