@@ -922,6 +922,18 @@ def test_without_the_page_it_falls_back_to_single_steps(c_parent, mode, refusal)
     assert_quits_cleanly(parent)
 
 
+def test_a_parent_using_syscall_user_dispatch_is_refused(c_parent):
+    """With dispatch on, a BLOCK in its selector (its own memory, any moment) would make our `syscall` a forced
+    SIGSYS: refused, whatever the selector says now (ALLOW here, so the old code went ahead)."""
+    parent = c_parent("sud", 3)
+    result = reap(parent)
+    assert result["verdict"] == "skipped" and "syscall user dispatch" in result["reason"], result
+    assert len(parent.zombie_pids()) == 3 and result["page_left"] is None
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
 # --- item 10: children made by clone() without SIGCHLD --------------------------------------------------------------
 
 

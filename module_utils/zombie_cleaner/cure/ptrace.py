@@ -41,6 +41,7 @@ PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_SECCOMP_GET_FILTER = 0x420C
 PTRACE_GET_RSEQ_CONFIGURATION = 0x420F
+PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG = 0x4211   # 0x4210 is the SET request: never that one
 PTRACE_EVENT_STOP = 128
 WALL = 0x40000000                  # __WALL: a traced task is not our child, nor is a clone without SIGCHLD
 
@@ -98,6 +99,11 @@ class _Siginfo(ctypes.Structure):
     """siginfo_t (128 bytes) as far as a fault or trap fills it."""
     _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad", ctypes.c_int),
                 ("address", ctypes.c_ulonglong), ("rest", ctypes.c_char * 104)]
+
+
+class _SyscallUserDispatch(ctypes.Structure):
+    _fields_ = [("mode", ctypes.c_ulonglong), ("selector", ctypes.c_ulonglong), ("offset", ctypes.c_ulonglong),
+                ("len", ctypes.c_ulonglong)]
 
 
 class _RseqConfiguration(ctypes.Structure):
@@ -325,6 +331,13 @@ class Tracee:
                     "PTRACE_SECCOMP_GET_FILTER")
             programs.append([(item.code, item.jt, item.jf, item.k) for item in buffer])
         raise PtraceError("more than 512 seccomp filters", errno.E2BIG)
+
+    def syscall_user_dispatch_mode(self):
+        """The stopped thread's syscall user dispatch mode (0: off). PtraceError EIO: a kernel without the request."""
+        config = _SyscallUserDispatch()
+        _ptrace(PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG, self.pid, ctypes.sizeof(config), ctypes.addressof(config),
+                "PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG")
+        return config.mode
 
     def rseq_configuration(self):
         config = _RseqConfiguration()

@@ -558,8 +558,29 @@ class _Injection:
         """What only the stopped leader shows; also sets the registers it gets back (self.final)."""
         first = self.rounds == 1
         return ((first and self._identity_problem()) or abi_problem(self.saved)
-                or (first and self._seccomp_problem()) or self._syscall_problem()
+                or (first and self._seccomp_problem()) or (first and self._dispatch_problem())
+                or self._syscall_problem()
                 or self._rseq_problem() or self._instruction_problem())
+
+    def _dispatch_problem(self):
+        """Syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH, as Wine uses it): once its selector, the parent's
+        own memory, says BLOCK, our `syscall` becomes a forced SIGSYS, which kills the parent or resets a blocked
+        or ignored SIGSYS for good. The selector can change at any moment: dispatch on at all is refused. A kernel
+        without the request (EIO) cannot tell: then only a parent that blocks or ignores SIGSYS is refused."""
+        try:
+            mode = self.tracee.syscall_user_dispatch_mode()
+        except ptrace.PtraceError as error:
+            if error.errno != errno.EIO:
+                return "its syscall user dispatch cannot be read (%s)" % error
+            status = procfs.read_status(self.proc_root, self.pid)
+            try:
+                sigsys = (int(status["SigBlk"], 16) | int(status["SigIgn"], 16)) & (1 << (signal.SIGSYS - 1))
+            except (KeyError, ValueError):
+                return "its signal mask is unreadable"
+            return "it blocks or ignores SIGSYS, which syscall user dispatch could reset" if sigsys else None
+        if mode:
+            return "it uses syscall user dispatch (mode %d): a `syscall` of ours could be turned into SIGSYS" % mode
+        return None
 
     def _identity_problem(self):
         # Attached and stopped: the pid cannot change hands now. Is it still the process seen?

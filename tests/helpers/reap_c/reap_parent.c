@@ -343,6 +343,10 @@ static void filters(void)
         install(loop_ip, 7);
     if (!strcmp(mode, "mdwe") && prctl(65 /* PR_SET_MDWE */, 1 /* PR_MDWE_REFUSE_EXEC_GAIN */, 0, 0, 0))
         _exit(3);
+    /* Syscall user dispatch on, its selector at ALLOW: every call still goes through, until it says BLOCK. */
+    static char sud_selector = 0;                          /* SYSCALL_DISPATCH_FILTER_ALLOW */
+    if (!strcmp(mode, "sud") && prctl(59 /* PR_SET_SYSCALL_USER_DISPATCH */, 1 /* ON */, 0, 0, &sud_selector))
+        _exit(3);
 }
 
 /* --- control ---------------------------------------------------------------------------------------------- */
