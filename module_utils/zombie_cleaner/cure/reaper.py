@@ -502,6 +502,7 @@ class _Injection:
         self.pass_sig = 0
         self.skip_reason = self.fail_reason = self.error = None
         self.handing_off = False         # a keeper is being started (_hand_off): _act waits for it
+        self.page_unverified = False     # our page could not be read back: never unmapped, reported
         self.restore_mismatch = self.left_attached = False
         self._mem = self._mem_rw = None
         self.programs, self.wait4_loads = [], set()
@@ -805,11 +806,18 @@ class _Injection:
                 return 0 if self.skip_reason else self._unmap()
         elif not self.page_ready:
             return self._loop_unusable("a signal arrived while the loop's page was prepared")
-        elif self._read_page(len(LOOP_CODE)) != LOOP_CODE:
-            # Not ours any more (a MAP_FIXED of the parent's own over it): never unmapped by us.
-            self.page, self.page_error = None, None
-            self.loop_refusal = "the loop's page changed while the parent ran its own signal handler"
-            return 0
+        else:
+            code = self._read_page(len(LOOP_CODE))
+            if code is None:
+                # Unreadable now (not resident, say): whether it is still ours is unknown. Never unmapped by us,
+                # and said; the rest by single steps.
+                self.page_error, self.page_unverified = "it could not be read back to tell it is still ours", True
+                return self._loop_unusable("the loop's page could not be read back")
+            if code != LOOP_CODE:
+                # Not ours any more (a MAP_FIXED of the parent's own over it): never unmapped by us.
+                self.page, self.page_error = None, None
+                self.loop_refusal = "the loop's page changed while the parent ran its own signal handler"
+                return 0
         while self.remaining:
             if time.monotonic() > self.deadline:
                 self.fail_reason = "process_timeout reached during the injection"
@@ -928,7 +936,7 @@ class _Injection:
 
         Returns a signal of the parent's own that arrived meanwhile, or 0. If it cannot be done, the page is
         left and reported (page_left)."""
-        if self.page is None:
+        if self.page is None or self.page_unverified:
             return 0
         frozen = frozen_problem(self.proc_root, self.pid)
         if frozen:
