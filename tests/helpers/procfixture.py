@@ -114,3 +114,19 @@ class FakeNode:
 
     def pod_log_dir(self, namespace, pod, uid):
         os.makedirs(self.pod_logs / ("%s_%s_%s" % (namespace, pod, uid)), exist_ok=True)
+
+
+def blocked_pid(root, pid, syscall=None, mem=b"\x0f\x05", pc=0x401002, fds=None):
+    """A fake /proc/PID under root for the reaper's pre-attach reads: `syscall` (as /proc/PID/syscall reads), a
+    sparse `mem` holding `mem` just before pc, and fd links (fd number -> target)."""
+    directory = Path(root) / str(pid)
+    (directory / "fd").mkdir(parents=True)
+    if syscall is not None:
+        (directory / "syscall").write_text(syscall)
+    if mem is not None:
+        with open(directory / "mem", "wb") as handle:
+            handle.seek(pc - len(mem))
+            handle.write(mem)
+    for fd, target in (fds or {}).items():
+        os.symlink(target, directory / "fd" / str(fd))
+    return str(root)

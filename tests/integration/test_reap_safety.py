@@ -104,6 +104,13 @@ def assert_quits_cleanly(parent):
     assert parent.quit() == 0, "the parent saw EINTR (4) or computed wrong (5): %s" % parent.process.returncode
 
 
+def assert_intact(parent):
+    """How most tests end: alive, untraced, not stopped, computing correctly, and quitting cleanly."""
+    parent.assert_healthy()
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
 # --- item 1: only the native ABI ------------------------------------------------------------------------------
 
 
@@ -221,9 +228,7 @@ def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_paren
         module.kill()
         module.wait()
         module.stdout.close()
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 def test_injection_address_that_faults(c_parent, monkeypatch):
@@ -255,9 +260,7 @@ def test_parent_frozen_just_after_the_checks_is_released_at_once(c_parent, made,
     assert result["verdict"] == "skipped" and "did not stop" in result["reason"], result
     assert reap_parents.status(parent.pid)["TracerPid"].strip() == "0"     # released while still frozen
     freezer.thaw()
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -271,9 +274,7 @@ def test_parent_of_a_paused_container_is_refused_before_attaching(c_parent, made
     assert result["verdict"] == "skipped" and "cgroup is frozen" in result["reason"], result
     assert ptrace_calls == []                                   # never attached
     freezer.thaw()
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_step(c_parent, made, monkeypatch):
@@ -294,9 +295,7 @@ def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_s
     freezer.thaw()
     assert len(steps) == 1 and "cgroup is frozen" in result["reason"], result
     assert not result.get("left_attached"), result
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 # A pause (cgroup v1 freezer) landing while the parent runs our code: the module's process ends, a keeper stays.
@@ -840,9 +839,7 @@ def test_many_zombies_are_reaped_by_one_loop_and_its_page_is_gone(c_parent):
     assert result["way"] == "loop" and result["loop_refused"] is None and result["page_left"] is None, result
     assert result["rounds"] == 1 and result["signals_passed"] == [], result
     assert anonymous_executable_mappings(parent.pid) == before          # the page is unmapped
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
     print("stop %.2f ms, loop %.2f ms" % (result["stop_seconds"] * 1000, result["inject_seconds"] * 1000))
 
 
@@ -948,9 +945,7 @@ def test_without_the_page_it_falls_back_to_single_steps(c_parent, mode, refusal)
     assert result["way"] == "steps" and result["loop_refused"] == refusal, result
     assert result["page_left"] is None
     assert mappings(parent.pid) == before                       # under MDWE the page was mapped, and unmapped
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 def test_a_parent_using_syscall_user_dispatch_is_refused(c_parent):
@@ -960,9 +955,7 @@ def test_a_parent_using_syscall_user_dispatch_is_refused(c_parent):
     result = reap(parent)
     assert result["verdict"] == "skipped" and "syscall user dispatch" in result["reason"], result
     assert len(parent.zombie_pids()) == 3 and result["page_left"] is None
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 # --- item 10: children made by clone() without SIGCHLD --------------------------------------------------------------
@@ -973,9 +966,7 @@ def test_clone_children_without_sigchld_are_reaped(c_parent):
     result = reap(parent)
     assert result["ok"] and len(result["reaped"]) == 5, result
     assert parent.zombie_pids() == []
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)
 
 
 # --- the single step's SIGTRAP: never forced on a parent that ignores it ------------------------------------------
@@ -986,6 +977,4 @@ def test_parent_that_ignores_sigtrap_is_refused_and_keeps_ignoring_it(c_parent):
     result = reap(parent)
     assert result["verdict"] == "skipped" and "ignores SIGTRAP" in result["reason"], result
     assert int(reap_parents.status(parent.pid)["SigIgn"], 16) & (1 << (signal.SIGTRAP - 1))
-    parent.assert_healthy()
-    assert_computes(parent)
-    assert_quits_cleanly(parent)
+    assert_intact(parent)

@@ -1,12 +1,12 @@
 """What reap in place refuses from registers and /proc alone: the ABI, the seccomp mode, SIGTRAP, the blocked
 call; and the arguments seccomp is asked about (issue 14). Fake /proc trees, no process is touched."""
 
-import os
 import struct
 
 import pytest
 
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, seccomp
+from helpers import procfixture
 
 PID = 4242
 
@@ -83,15 +83,7 @@ def test_a_parent_that_blocks_or_ignores_sigtrap_is_refused(blocked, ignored, pr
 
 def proc_tree(tmp_path, syscall_line, before_pc=b"\x0f\x05", pc=0x401002, fds=None):
     """A fake /proc/PID with `syscall` and a sparse `mem` holding `before_pc` just before pc."""
-    directory = tmp_path / str(PID)
-    (directory / "fd").mkdir(parents=True)
-    (directory / "syscall").write_text(syscall_line)
-    with open(directory / "mem", "wb") as handle:
-        handle.seek(pc - len(before_pc))
-        handle.write(before_pc)
-    for fd, target in (fds or {}).items():
-        os.symlink(target, directory / "fd" / str(fd))
-    return str(tmp_path)
+    return procfixture.blocked_pid(tmp_path, PID, syscall_line, before_pc, pc, fds)
 
 
 def syscall_line(number, *args, pc=0x401002):

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper
+from helpers import procfixture
 
 PID = 4242
 
@@ -22,17 +23,7 @@ def fake_proc(tmp_path, self_cgroup="0::/\n", cgroups=None, syscall=None, fds=No
         (tmp_path / "self" / "cgroup").write_text(self_cgroup)
     if cgroups is not None:
         (tmp_path / "cgroups").write_text(cgroups)
-    directory = tmp_path / str(PID)
-    (directory / "fd").mkdir(parents=True)
-    if syscall is not None:
-        (directory / "syscall").write_text(syscall)
-    if mem is not None:
-        with open(directory / "mem", "wb") as handle:
-            handle.seek(pc - len(mem))
-            handle.write(mem)
-    for fd, target in (fds or {}).items():
-        os.symlink(target, directory / "fd" / str(fd))
-    return str(tmp_path)
+    return procfixture.blocked_pid(tmp_path, PID, syscall, mem, pc, fds)
 
 
 CGROUPS = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t10\t1\nnet_cls\t%s\t9\t1\nnet_prio\t%s\t9\t1\n"
