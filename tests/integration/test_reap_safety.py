@@ -104,6 +104,15 @@ def assert_quits_cleanly(parent):
     assert parent.quit() == 0, "the parent saw EINTR (4) or computed wrong (5): %s" % parent.process.returncode
 
 
+def assert_reads_its_socket(parent):
+    """A socket reader's end: alive, its blocked read given one event (poke) and handled once, quitting cleanly."""
+    parent.assert_healthy()
+    assert parent.ask("poke") == "poked"
+    time.sleep(0.1)
+    assert parent.report()["events"] == 1
+    assert_quits_cleanly(parent)
+
+
 def assert_intact(parent):
     """How most tests end: alive, untraced, not stopped, computing correctly, and quitting cleanly."""
     parent.assert_healthy()
@@ -363,11 +372,7 @@ def test_parent_blocked_in_epoll_wait_is_left_alone(c_parent, ptrace_calls, dry_
     result = reap(parent, dry_run=dry_run)
     assert result["verdict"] == "skipped" and "blocked in epoll_wait" in result["reason"], result
     assert ptrace_calls == []
-    parent.assert_healthy()
-    assert parent.ask("poke") == "poked"
-    time.sleep(0.1)
-    assert parent.report()["events"] == 1
-    assert_quits_cleanly(parent)
+    assert_reads_its_socket(parent)
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
@@ -409,11 +414,7 @@ def test_socket_read_with_a_timeout_is_left_alone_without_one_it_is_reaped(c_par
     result = reap(plain)                          # without a timeout the kernel restarts recv itself
     assert result["ok"] and len(result["reaped"]) == 3, result
     for parent in (timed, plain):
-        parent.assert_healthy()
-        assert parent.ask("poke") == "poked"
-        time.sleep(0.1)
-        assert parent.report()["events"] == 1
-        assert_quits_cleanly(parent)
+        assert_reads_its_socket(parent)
 
 
 def test_busy_event_loop_never_sees_eintr(c_parent):
@@ -613,11 +614,7 @@ def test_check_mode_takes_no_copy_of_the_socket_its_leader_is_blocked_on(c_paren
     result = reap(parent)                                       # acting: the copy tells it has a timeout
     assert result["verdict"] == "skipped" and "recvfrom on a socket with a timeout" in result["reason"], result
     assert len(copies) == 1
-    parent.assert_healthy()
-    assert parent.ask("poke") == "poked"
-    time.sleep(0.1)
-    assert parent.report()["events"] == 1
-    assert_quits_cleanly(parent)
+    assert_reads_its_socket(parent)
 
 
 def socket_class_id(pid):
@@ -708,11 +705,7 @@ def test_a_socket_tagged_by_net_cls_v1_is_never_copied_and_keeps_its_classid(c_p
         assert result["reason"].startswith("its leader is blocked in recvfrom on a socket whose timeout cannot be "
                                            "read without changing the socket: cgroup v1 net_cls is in use"), result
     assert len(parent.zombie_pids()) == 2
-    parent.assert_healthy()
-    assert parent.ask("poke") == "poked"
-    time.sleep(0.1)
-    assert parent.report()["events"] == 1
-    assert_quits_cleanly(parent)
+    assert_reads_its_socket(parent)
 
 
 # --- bounded reads: a hung file system never hangs the module, nor holds the parent stopped ----------------------
