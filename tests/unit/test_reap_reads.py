@@ -5,6 +5,7 @@ Fake /proc trees and FIFOs (an open or read of a FIFO with no writer blocks, as 
 tests/integration/test_reap_safety.py does the same with a real hung FUSE file and a real net_cls hierarchy."""
 
 import os
+import signal
 import time
 
 import pytest
@@ -126,6 +127,22 @@ def test_bounded_returns_the_value_or_the_error_of_a_read_in_time():
     assert ptrace.bounded(lambda: 5, "five", 1.0) == 5
     with pytest.raises(FileNotFoundError):
         ptrace.bounded(lambda: open("/nonexistent/zc"), "nothing", 1.0)
+
+
+def test_a_reading_process_that_dies_is_asked_again_then_said_with_how_it_ended(tmp_path):
+    """A reading child killed by something outside its read (CI saw one end without an answer once) is asked
+    once more; twice dead is an error naming the signal, never an answer."""
+    marker = tmp_path / "died-once"
+
+    def dies_the_first_time():
+        if not marker.exists():
+            marker.write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "mapped"
+    assert ptrace.bounded(dies_the_first_time, "maps", 2.0) == "mapped"
+    with pytest.raises(OSError) as raised:
+        ptrace.bounded(lambda: os.kill(os.getpid(), signal.SIGKILL), "maps", 2.0)
+    assert "ended without an answer twice (killed by signal 9)" in str(raised.value)
 
 
 def test_only_resident_memory_counts_as_resident():

@@ -469,6 +469,24 @@ def bounded(function, what, timeout=None):
     left behind, holding nothing, and Unreadable is raised. Its return value or exception (picklable) comes back
     through a pipe and is returned or raised here."""
     timeout = READ_TIMEOUT if timeout is None else timeout
+    for attempt in (1, 2):
+        # A child that ends without an answer died of something outside the read (a read never kills its
+        # reader): asked once more, then said with how it ended.
+        data, status = _answer_from_child(function, timeout)
+        if data is None:
+            raise Unreadable(what, timeout)                # the child stays behind, holding nothing of ours
+        if data:
+            break
+    if not data:
+        raise OSError(errno.EIO, "the reading process ended without an answer twice (%s)" % _ended(status))
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise value
+    return value
+
+
+def _answer_from_child(function, timeout):
+    """(what a forked child running function() wrote, its wait status); (None, None) past timeout."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:                                           # the child: nothing but function() and its answer
@@ -485,7 +503,11 @@ def bounded(function, what, timeout=None):
                 answer = (True, function())
             except BaseException as error:                 # handed to the caller as is
                 answer = (False, error)
-            data = pickle.dumps(answer)
+            try:
+                data = pickle.dumps(answer)
+            except BaseException as error:                 # an answer that cannot be sent is still said
+                data = pickle.dumps((False, OSError(errno.EIO, "the reading process could not send its answer: %r"
+                                                    % (error,))))
             while data:
                 data = data[os.write(writer, data):]
         except BaseException:
@@ -498,15 +520,17 @@ def bounded(function, what, timeout=None):
     finally:
         os.close(reader)
     if data is None:
-        raise Unreadable(what, timeout)                    # the child stays behind, holding nothing of ours
-    os.waitpid(pid, 0)                                     # it has answered: it ends now
-    ok, value = pickle.loads(data) if data else (False, OSError(errno.EIO, "the reading process failed"))
-    if not ok:
-        raise value
-    return value
+        return None, None
+    return data, os.waitpid(pid, 0)[1]                     # it has answered (or died): it ends now
 
 
 _MAX_FD = 1 << 20
+
+
+def _ended(status):
+    if os.WIFSIGNALED(status):
+        return "killed by signal %d" % os.WTERMSIG(status)
+    return "exit status %d" % os.WEXITSTATUS(status)
 
 
 def _read_answer(reader, deadline):
