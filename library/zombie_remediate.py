@@ -203,8 +203,8 @@ outcomes:
     - A reap in place's verdict per parent also says how the wait4 calls ran, C(way) (C(loop) - one page of ours
       mapped in the parent for the time of the reap, or C(steps) - single steps) and C(loop_refused) (why not the
       loop); C(page_left), the address of a 4 KiB mapping of ours that could not be unmapped from the parent;
-      and C(keeper), the pid of the process that restores the registers of a parent frozen while it ran our code
-      (C(left_attached) is true then).
+      and C(tracer), the pid of the job's tracer process that stays to restore the registers of a parent it could
+      not stop in time, such as one frozen while it ran our code (C(left_attached) is true then).
   returned: always
   type: list
   elements: dict

@@ -106,9 +106,8 @@ class Parent:
     def health(self):
         """{"alive", "tracer", "state"}: what every test asserts on afterwards.
 
-        Read from /proc, never with waitpid: this test process is the parent's parent and, through
-        reaper's tracer thread, its tracer too; a waitpid here (Popen.poll) would take the tracer's
-        ptrace stops, which Popen then mistakes for a death by SIGTRAP."""
+        Read from /proc, never with waitpid: this test process is the parent's parent, and a waitpid here
+        (Popen.poll) must not be what tells a death (the tracer process, a fork of this one, sees it first)."""
         try:
             fields = status(self.pid)
         except OSError:

@@ -16,6 +16,7 @@ from helpers import containers
 from helpers import ansible_run
 from helpers.ansible_run import outcomes_by_id
 from helpers.parents import Parent
+from helpers.shared_log import SharedLog
 from helpers.zombies import start_time, wait_for, zombie_children
 
 pytestmark = pytest.mark.skipif(not ptrace.machine_supported(), reason="reap in place is x86_64 only")
@@ -124,12 +125,13 @@ def test_parent_already_traced_is_skipped(parent):
 # steps: the error on the second wait4's step, one zombie reaped. loop: on the second call, the mprotect of the
 # loop's page, none reaped; the page is unmapped by a third call all the same.
 @pytest.mark.parametrize("way, loop_min, reaped", [("steps", 100, 1), ("loop", 3, 0)])
-def test_a_forced_error_mid_rung_leaves_the_parent_exactly_as_it_was(parent, monkeypatch, way, loop_min, reaped):
+def test_a_forced_error_mid_rung_leaves_the_parent_exactly_as_it_was(parent, monkeypatch, way, loop_min, reaped,
+                                                                     tmp_path):
     monkeypatch.setattr(reaper, "LOOP_MIN_ZOMBIES", loop_min)
     busy = parent("busy", 4, "30000000")
     time.sleep(0.2)
     real_syscall = ptrace.Tracee.syscall
-    calls = []
+    calls = SharedLog(str(tmp_path))                  # appended to by the tracer process
 
     def fail_on_second(self, saved, address, number, args):
         calls.append(args[0])

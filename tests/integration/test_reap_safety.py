@@ -22,6 +22,7 @@ import pytest
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper, seccomp
 from ansible.module_utils.zombie_cleaner.observe import procfs
 from helpers import hung_fuse, reap_parents
+from helpers.shared_log import SharedLog
 from helpers.reap_parents import Cgroup, Parent
 
 pytestmark = pytest.mark.skipif(not ptrace.machine_supported() or os.geteuid() != 0,
@@ -61,9 +62,16 @@ def c_parent(built, made):
 
 
 @pytest.fixture
-def ptrace_calls(monkeypatch):
-    """Every ptrace request made, in order (check mode and refusals before attaching must make none)."""
-    calls = []
+def shared_log(tmp_path):
+    """A list the reaper's tracer process (a fork of this one) can append to and the test read."""
+    return lambda: SharedLog(str(tmp_path))
+
+
+@pytest.fixture
+def ptrace_calls(monkeypatch, shared_log):
+    """Every ptrace request made, in order, by this process or its tracer process (check mode and refusals before
+    attaching must make none)."""
+    calls = shared_log()
     real = ptrace._ptrace
 
     def recording(request, pid, addr, data, what):
@@ -218,9 +226,13 @@ def children_count(pid):
         return len(handle.read().split())
 
 
-# The loop is fast (about 10 us a zombie): it gets 1500 zombies, so that the SIGTERM can land while it runs.
+# The loop is fast (about 10 us a zombie): it gets 1500 zombies, so that the signal can land while it runs.
+# SIGTERM is held back until the parent has its registers back; SIGKILL cannot be: the tracer is a process of
+# its own, which finishes the injection without the module (a tracer thread died with it, and the kernel
+# released the parent with our registers in it).
 @pytest.mark.parametrize("way, zombies, loop_min", [("steps", 300, 10 ** 6), ("loop", 1500, 3)])
-def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_parent, way, zombies, loop_min):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_module_killed_mid_injection_leaves_the_parent_intact(c_parent, way, zombies, loop_min, sig):
     parent = c_parent("busy", zombies)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module = subprocess.Popen([sys.executable, "-c", MODULE, root, json.dumps(parent.record),
@@ -231,12 +243,14 @@ def test_module_killed_by_sigterm_mid_injection_leaves_the_parent_intact(c_paren
                    and children_count(parent.pid) < zombies - 10):
             # Traced, and some zombies gone: the injection is under way.
             assert module.poll() is None and time.monotonic() < deadline, "the module never got under way"
-        module.send_signal(signal.SIGTERM)
-        assert module.wait(20) == -signal.SIGTERM     # it dies, but only once the parent has its registers back
+        module.send_signal(sig)
+        assert module.wait(20) == -sig                # with SIGTERM, only once the parent has its registers back
     finally:
         module.kill()
         module.wait()
         module.stdout.close()
+    parent.assert_healthy(settle=10)
+    assert parent.zombie_pids() == []                 # the tracer went on to the end
     assert_intact(parent)
 
 
@@ -286,12 +300,13 @@ def test_parent_of_a_paused_container_is_refused_before_attaching(c_parent, made
     assert_intact(parent)
 
 
-def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_step(c_parent, made, monkeypatch):
+def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_step(c_parent, made, monkeypatch,
+                                                                                   shared_log):
     freezer = Cgroup("freezer")
     made(freezer)
     parent = c_parent("busy", 5, cgroup=freezer)
     real_syscall = ptrace.Tracee.syscall
-    steps = []
+    steps = shared_log()
 
     def pause_after_the_first(self, saved, address, number, args):
         value = real_syscall(self, saved, address, number, args)
@@ -307,7 +322,8 @@ def test_a_pause_landing_mid_injection_gets_the_registers_back_before_the_next_s
     assert_intact(parent)
 
 
-# A pause (cgroup v1 freezer) landing while the parent runs our code: the module's process ends, a keeper stays.
+# A pause (cgroup v1 freezer) landing while the parent runs our code: the module's process ends, its tracer
+# process stays, the parent's tracer all along.
 FROZEN_WHILE_OUR_CODE_RUNS = r"""
 import json, sys, threading
 import ansible.module_utils
@@ -315,10 +331,6 @@ ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper
 reaper.LOOP_CODE = b"\xeb\xfe" + reaper.LOOP_CODE[2:]          # jmp $: it spins in our page until stopped
 reaper.RESTORE_GRACE = 0.2
-if sys.argv[4] == "no-keeper":
-    reaper._Injection._hand_off = lambda self: False
-if sys.argv[4] == "slow-keeper":                 # a loaded node: its imports take longer than RESTORE_GRACE + 1 s
-    reaper.KEEPER = reaper.KEEPER.replace('print("ready"', 'import time; time.sleep(2.5)\nprint("ready"')
 real_run_code = ptrace.Tracee.run_code
 
 
@@ -336,8 +348,7 @@ print(json.dumps(reaper.reap("/proc", parent["record"], parent["zombies"], 0.5))
 """
 
 
-@pytest.mark.parametrize("keeper", ["keeper", "slow-keeper"])
-def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_module(c_parent, made, keeper):
+def test_a_pause_while_our_code_runs_is_left_to_the_tracer_process_that_outlives_the_module(c_parent, made):
     freezer = Cgroup("freezer")
     made(freezer)
     parent = c_parent("busy", 5, cgroup=freezer)
@@ -345,18 +356,20 @@ def test_a_pause_while_our_code_runs_is_handed_to_a_keeper_that_outlives_the_mod
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module = subprocess.run([sys.executable, "-c", FROZEN_WHILE_OUR_CODE_RUNS, root,
                              json.dumps({"record": parent.record, "zombies": parent.zombies()}),
-                             os.path.join(freezer.path, "freezer.state"), keeper],
+                             os.path.join(freezer.path, "freezer.state")],
                             capture_output=True, text=True, timeout=60)
     result = json.loads(module.stdout)                          # the module has ended
-    assert result["left_attached"] and "keeper process %d" % result["keeper"] in result["reason"], result
+    tracer = result["tracer"]
+    assert result["left_attached"] and "tracer process %d outlives" % tracer in result["reason"], result
     assert result["page_left"], result                          # it could not be stepped to unmap it
     assert freezer.read("freezer.state") == "FROZEN"
-    reap_parents.wait_for(lambda: reap_parents.status(parent.pid)["TracerPid"].strip() == str(result["keeper"]),
-                          "the keeper tracing the frozen parent", timeout=10)
+    assert reap_parents.status(parent.pid)["TracerPid"].strip() == str(tracer)   # never without a tracer
+    time.sleep(0.5)
+    assert reap_parents.status(parent.pid)["TracerPid"].strip() == str(tracer)
     freezer.thaw()
-    parent.assert_healthy(settle=10)                            # the keeper restored and detached at the thaw
-    reap_parents.wait_for(lambda: not os.path.exists("/proc/%d/status" % result["keeper"])
-                          or reap_parents.status(result["keeper"])["State"].split()[0] == "Z", "the keeper ended")
+    parent.assert_healthy(settle=10)                            # the tracer restored and detached at the thaw
+    reap_parents.wait_for(lambda: not os.path.exists("/proc/%d/status" % tracer)
+                          or reap_parents.status(tracer)["State"].split()[0] == "Z", "the tracer ended")
     assert assert_computes(parent)["rounds"] > before           # its own code again, not our page
     assert len(parent.zombie_pids()) == 5
     assert_quits_cleanly(parent)
@@ -388,21 +401,6 @@ def test_parent_blocked_in_sigwaitinfo_is_left_alone(c_parent, ptrace_calls, dry
     report = parent.report()
     assert report["signals"] == 1 and report["queued"] == 1 and report["pid"] == os.getpid(), report
     assert_quits_cleanly(parent)
-
-
-def test_the_keeper_imports_nothing_from_where_the_module_was_started(c_parent, tmp_path, monkeypatch):
-    """The keeper is root and will ptrace a container's process: a json.py in the module's working directory (a
-    module read from stdin has '' first on its path) must not run in it."""
-    marker = tmp_path / "imported"
-    (tmp_path / "json.py").write_text("open(%r, 'w').write('ran')\nfrom importlib import import_module\n" % str(marker))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [""] + sys.path)
-    parent = c_parent("sleep", 1)
-    stranger = dict(parent.record, start_time=parent.record["start_time"] + 1)   # not the parent: it gives up
-    keeper = reaper.start_keeper("/proc", stranger, ptrace.Registers(), 0)
-    assert keeper.wait(30) == 3                           # started, imported all it needed, found no parent of ours
-    assert not marker.exists()
-    parent.assert_healthy()
 
 
 def test_socket_read_with_a_timeout_is_left_alone_without_one_it_is_reaped(c_parent):
@@ -787,19 +785,19 @@ def test_a_hung_fuse_server_never_keeps_the_module_or_its_output_open(built, mad
 # --- item 9: a short stop: the filters evaluated once per parent ---------------------------------------------------
 
 
-def test_seccomp_filters_are_evaluated_once_unless_they_read_the_pid(c_parent, monkeypatch):
-    calls = []
+def test_seccomp_filters_are_evaluated_once_unless_they_read_the_pid(c_parent, monkeypatch, shared_log):
+    calls = None
     real = seccomp.verdict
 
     def counting(programs, data, *loads):
         if struct.unpack_from("<i", data)[0] == ptrace.NR_WAIT4:         # mmap, mprotect, munmap: once each
-            calls.append(data)
+            calls.append(data.hex())
         return real(programs, data, *loads)
     monkeypatch.setattr(seccomp, "verdict", counting)
     # filter-nr never reads wait4's pid: one evaluation for 60 zombies. filter-arg does: one per zombie.
     for mode, evaluations in (("filter-nr", 1), ("filter-arg", 60)):
         parent = c_parent(mode, 60)
-        del calls[:]
+        calls = shared_log()
         result = reap(parent)
         assert result["ok"] and len(result["reaped"]) == 60, result
         assert result["seccomp"] == ["ALLOW"]
@@ -836,16 +834,16 @@ def test_many_zombies_are_reaped_by_one_loop_and_its_page_is_gone(c_parent):
     print("stop %.2f ms, loop %.2f ms" % (result["stop_seconds"] * 1000, result["inject_seconds"] * 1000))
 
 
-def test_a_signal_arriving_during_the_loop_is_delivered_once_with_its_payload(c_parent, monkeypatch):
+def test_a_signal_arriving_during_the_loop_is_delivered_once_with_its_payload(c_parent, monkeypatch, shared_log):
     parent = c_parent("sigqueue", 50)
     before = anonymous_executable_mappings(parent.pid)
     real_run_code = ptrace.Tracee.run_code
-    runs = []
+    runs = shared_log()
 
     def queue_then_run(self, regs):
         if not runs:
             sigqueue(parent.pid, signal.SIGRTMIN + 1, 1)       # pending as the loop starts: stops it at once
-        runs.append(regs.rip)
+        runs.append([regs.rip, os.getpid()])                   # run by the tracer process
         return real_run_code(self, regs)
     monkeypatch.setattr(ptrace.Tracee, "run_code", queue_then_run)
     result = reap(parent)
@@ -857,19 +855,19 @@ def test_a_signal_arriving_during_the_loop_is_delivered_once_with_its_payload(c_
     time.sleep(0.2)
     report = parent.report()
     assert report["signals"] == 1 and report["ordered"] == 1, report           # once, payload 1
-    assert report["queued"] == 1 and report["pid"] == os.getpid(), report      # SI_QUEUE, our si_pid
+    assert report["queued"] == 1 and report["pid"] == runs.items()[0][1], report  # SI_QUEUE, its si_pid
     assert_computes(parent)
     assert_quits_cleanly(parent)
 
 
-def test_a_page_that_cannot_be_read_back_is_left_and_said_not_forgotten(c_parent, monkeypatch):
+def test_a_page_that_cannot_be_read_back_is_left_and_said_not_forgotten(c_parent, monkeypatch, shared_log):
     """After a signal of the parent's own, the next round reads our page back first. If it cannot be read (not
     resident, say), it is unknown whether it is still ours: never unmapped by us, reported in page_left (it was
     forgotten: left mapped and unreported); the rest goes by single steps."""
     parent = c_parent("sigqueue", 50)
     before = anonymous_executable_mappings(parent.pid)
     real_run_code, real_read_page = ptrace.Tracee.run_code, reaper._Injection._read_page
-    runs = []
+    runs = shared_log()
 
     def queue_then_run(self, regs):
         if not runs:

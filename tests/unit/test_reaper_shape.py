@@ -27,20 +27,19 @@ def test_the_parent_is_detached_in_one_place_in_a_finally():
     module = ast.parse(inspect.getsource(reaper))
     detaching = [(function.name, call) for function in ast.walk(module) if isinstance(function, ast.FunctionDef)
                  for call in calls(function, "detach")]
-    # The tracer thread lets go in _release; the keeper (a process that outlives the module, for a parent frozen
-    # while it ran our code) in keep.
-    assert sorted(name for name, _ in detaching) == ["_release", "keep"]
-    for function in (reaper._Injection._release, reaper.keep):
-        finals = [node for node in ast.walk(tree(function)) if isinstance(node, ast.Try) and node.finalbody]
-        assert any(calls(statement, "detach") for node in finals for statement in node.finalbody)
-    # The tracer thread's run ends in _release whatever it raised.
+    # The tracer process lets go in _release, whether it restores at once or waits for a frozen parent's thaw.
+    assert [name for name, _ in detaching] == ["_release"]
+    finals = [node for node in ast.walk(tree(reaper._Injection._release)) if isinstance(node, ast.Try)
+              and node.finalbody]
+    assert any(calls(statement, "detach") for node in finals for statement in node.finalbody)
+    # The tracer process's run ends in _release whatever it raised.
     run = tree(reaper._Injection.run)
     assert any(calls(statement, "_release") for node in ast.walk(run) if isinstance(node, ast.Try)
                for statement in node.finalbody)
 
 
 def test_nothing_else_in_the_cure_room_detaches_a_tracee():
-    for module in ("remediate", "rungs", "procsignal", "runtime_cli"):
+    for module in ("remediate", "rungs", "procsignal", "runtime_cli", "child"):
         source = inspect.getsource(__import__("ansible.module_utils.zombie_cleaner.cure." + module,
                                               fromlist=[module]))
         assert ".detach(" not in source, module

@@ -7,9 +7,9 @@ Only what running one syscall inside another process needs. ptrace binds a
 tracee to the tracer *thread*: every call for one Tracee must come from the
 thread that seized it, and the end of that thread releases the tracee (the
 kernel detaches the tracees of an exiting thread). reaper runs each injection
-in a short-lived thread of its own for that reason. Stops are reported to every
-thread of the tracer's process: nothing else in the module may waitpid() the
-tracee's pid (or -1) meanwhile, or it takes the stops.
+in a short-lived process of its own (cure/child) for that reason, which also
+outlives the module if it must. Stops are reported to every thread of the
+tracer's process: nothing else in it may waitpid() the tracee's pid (or -1).
 
 Signals keep their meaning: one that arrives while the tracee is held is
 passed through with its own siginfo (PTRACE_CONT / PTRACE_DETACH with the
@@ -24,12 +24,12 @@ import ctypes
 import ctypes.util
 import errno
 import os
-import pickle
 import platform
-import select
 import signal
 import struct
 import time
+
+from ansible.module_utils.zombie_cleaner.cure import child
 
 PTRACE_CONT = 7
 PTRACE_SINGLESTEP = 9
@@ -156,7 +156,8 @@ _libc = None
 _call = None
 
 
-def _load():
+def load():
+    """libc's ptrace, loaded once (find_library runs ldconfig): before forking a tracer, so each does not."""
     global _libc, _call
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -168,7 +169,7 @@ def _load():
 
 def _ptrace(request, pid, addr, data, what):
     # None of the requests used here can return -1 on success (no PEEK*), so errno is read only then.
-    result = (_call or _load())(request, pid, addr or 0, data or 0)
+    result = (_call or load())(request, pid, addr or 0, data or 0)
     if result == -1:
         raise PtraceError(what, ctypes.get_errno())
     return result
@@ -176,7 +177,7 @@ def _ptrace(request, pid, addr, data, what):
 
 def _status_errno(request, pid, addr):
     """errno of a ptrace request that is expected to fail (0 if it succeeded): no exception on the hot path."""
-    return ctypes.get_errno() if (_call or _load())(request, pid, addr, 0) == -1 else 0
+    return ctypes.get_errno() if (_call or load())(request, pid, addr, 0) == -1 else 0
 
 
 class Tracee:
@@ -358,7 +359,7 @@ class Tracee:
         args = [value & 0xFFFFFFFFFFFFFFFF for value in args] + [0] * (6 - len(args))
         regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9 = args
         self.modified = True
-        call = _call or _load()                # straight to libc: this runs once per zombie while it waits
+        call = _call or load()                # straight to libc: this runs once per zombie while it waits
         if call(PTRACE_SETREGS, self.pid, 0, self._regs_address) == -1:
             raise PtraceError("PTRACE_SETREGS", ctypes.get_errno())
         if call(PTRACE_SINGLESTEP, self.pid, 0, 0) == -1:
@@ -393,7 +394,7 @@ class Tracee:
         For code of ours that ends in int3; the caller tells its trap from anything else. Past the deadline it
         is interrupted and the stop awaited (grace), as for a single step."""
         self.set_registers(regs)
-        if (_call or _load())(PTRACE_CONT, self.pid, 0, 0) == -1:
+        if (_call or load())(PTRACE_CONT, self.pid, 0, 0) == -1:
             raise PtraceError("PTRACE_CONT", ctypes.get_errno())
         self.stopped = False
         stop = self._wait_step()
@@ -469,81 +470,29 @@ def bounded(function, what, timeout=None):
     left behind, holding nothing, and Unreadable is raised. Its return value or exception (picklable) comes back
     through a pipe and is returned or raised here."""
     timeout = READ_TIMEOUT if timeout is None else timeout
-    for attempt in (1, 2):
-        # A child that ends without an answer died of something outside the read (a read never kills its
-        # reader): asked once more, then said with how it ended.
-        data, status = _answer_from_child(function, timeout)
-        if data is None:
+    for _ in (1, 2):
+        pid, reader = child.start(lambda send: send(_outcome(function)))
+        got = child.answer(reader, time.monotonic() + timeout)
+        if got is None:
             raise Unreadable(what, timeout)                # the child stays behind, holding nothing of ours
-        if data:
+        how = child.ended(pid, 5.0)                        # it has answered (or died): it ends now
+        # A child that ended without an answer died of something outside the read (a read never kills its
+        # reader): asked once more, then said with how it ended.
+        if got is not child.NO_ANSWER:
             break
-    if not data:
-        raise OSError(errno.EIO, "the reading process ended without an answer twice (%s)" % _ended(status))
-    ok, value = pickle.loads(data)
+    else:
+        raise OSError(errno.EIO, "the reading process ended without an answer twice (%s)" % how)
+    ok, value = got
     if not ok:
         raise value
     return value
 
 
-def _answer_from_child(function, timeout):
-    """(what a forked child running function() wrote, its wait status); (None, None) past timeout."""
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                           # the child: nothing but function() and its answer
-        code = 0
-        try:
-            os.close(reader)
-            os.setsid()
-            null = os.open(os.devnull, os.O_RDWR)
-            for target in (0, 1, 2):
-                os.dup2(null, target)
-            os.closerange(3, writer)
-            os.closerange(writer + 1, _MAX_FD)
-            try:
-                answer = (True, function())
-            except BaseException as error:                 # handed to the caller as is
-                answer = (False, error)
-            try:
-                data = pickle.dumps(answer)
-            except BaseException as error:                 # an answer that cannot be sent is still said
-                data = pickle.dumps((False, OSError(errno.EIO, "the reading process could not send its answer: %r"
-                                                    % (error,))))
-            while data:
-                data = data[os.write(writer, data):]
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(writer)
+def _outcome(function):
     try:
-        data = _read_answer(reader, time.monotonic() + timeout)
-    finally:
-        os.close(reader)
-    if data is None:
-        return None, None
-    return data, os.waitpid(pid, 0)[1]                     # it has answered (or died): it ends now
-
-
-_MAX_FD = 1 << 20
-
-
-def _ended(status):
-    if os.WIFSIGNALED(status):
-        return "killed by signal %d" % os.WTERMSIG(status)
-    return "exit status %d" % os.WEXITSTATUS(status)
-
-
-def _read_answer(reader, deadline):
-    """Everything the child writes until it closes its end, or None if that takes past deadline."""
-    chunks = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([reader], [], [], left)[0]:
-            return None
-        chunk = os.read(reader, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+        return True, function()
+    except BaseException as error:                         # handed to the caller as is
+        return False, error
 
 
 PAGE_SIZE = 4096

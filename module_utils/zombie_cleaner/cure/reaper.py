@@ -10,7 +10,7 @@ its seccomp mode, its signal mask, and the system call its leader is blocked in
 (calls the kernel does not restart after a ptrace stop are refused: the parent
 would see EINTR).
 
-Acting, a short-lived tracer thread seizes the leader (PTRACE_SEIZE +
+Acting, a short-lived tracer process (a fork of the module, cure/child) seizes the leader (PTRACE_SEIZE +
 PTRACE_INTERRUPT, no visible SIGSTOP), checks what only a stopped thread shows
 (64-bit code segment, the instruction bytes, an rseq critical section, the
 seccomp filters, evaluated once for all the zombies), runs one
@@ -26,9 +26,11 @@ reach the parent's files (its executable, its mappings and code) are bounded
 in time (ptrace.bounded), and while it is stopped only memory that
 /proc/PID/pagemap shows resident is read. Check mode takes no copy of
 anything of the parent's (no pidfd_getfd).
-The end of the tracer thread releases the parent whatever happened; if it ever
-had to be left attached (registers could not be restored in time), the
-result says so (left_attached) and the thread stays to restore them.
+The end of the tracer releases the parent whatever happened; the module's end
+does not end the tracer (SIGKILL included), which finishes on its own. If the
+parent ever had to be left attached (registers could not be restored in time:
+a parent frozen while it ran our code), the result says so (left_attached) and
+the tracer process stays, its tracer all along, to restore them.
 
 Waiting for each zombie's own pid, not for -1, never takes the exit status of a
 child that ended a moment ago and that the application may still want.
@@ -39,16 +41,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import json
 import os
-import select
 import signal
 import struct
-import threading
 import time
 
 from ansible.module_utils.zombie_cleaner import waiter
-from ansible.module_utils.zombie_cleaner.cure import procsignal, ptrace, seccomp
+from ansible.module_utils.zombie_cleaner.cure import child, procsignal, ptrace, seccomp
 from ansible.module_utils.zombie_cleaner.observe import cgroups, procfs
 
 RESTORE_GRACE = 5.0      # past process_timeout, how long the tracer waits for a stop to restore the registers
@@ -433,7 +432,8 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
     result = {"parent": dict(parent), "ok": False, "verdict": "skipped", "reason": None, "reaped": [],
               "stop_seconds": None, "inject_seconds": None, "seccomp": None, "syscall_address": None,
               "adjustments": [], "signals_passed": [], "rounds": 0, "left_attached": False,
-              "way": None, "loop_refused": None, "page_left": None, "dry_run": bool(dry_run)}
+              "way": None, "loop_refused": None, "page_left": None, "tracer": None,
+              "dry_run": bool(dry_run)}
     problem, found = plan(proc_root, parent, zombies, acting=not dry_run)
     if problem:
         result["reason"] = problem
@@ -449,8 +449,10 @@ def reap(proc_root, parent, zombies, timeout, dry_run=False):
 def termination_signals_blocked():
     """SIGTERM, SIGHUP and SIGINT held back in this thread and the threads it starts meanwhile.
 
-    The module must not die while a parent holds injected registers. Signal masks are per thread: a caller
-    that reaps from worker threads should enter this in the main thread before starting them."""
+    The tracer process forked meanwhile inherits the mask: nothing but SIGKILL ends it while a parent holds
+    injected registers (and SIGKILL reaches it only if sent to it: it has a session of its own). The module
+    holds them back too, so that a reap under way is reported. Signal masks are per thread: a caller that
+    reaps from worker threads should enter this in the main thread before starting them."""
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)
     try:
         yield
@@ -458,50 +460,65 @@ def termination_signals_blocked():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+TRACERS = []     # tracer processes the module stopped waiting for (still at work): polled, never killed
+
+
 def _act(proc_root, parent, found, deadline, result):
     result["syscall_address"] = "0x%x (%s)" % (found["address"], found["mapping"])
     before = procfs.read_stat(proc_root, parent["pid"])
     injection = _Injection(proc_root, parent, found, deadline)
-    with termination_signals_blocked():
-        tracer = threading.Thread(target=injection.run, name="zombie-cleaner-tracer-%d" % parent["pid"],
-                                  daemon=True)
-        tracer.start()
-        tracer.join(max(0.0, deadline - time.monotonic()) + RESTORE_GRACE + 1.0)
-        if tracer.is_alive() and injection.handing_off:
-            # A keeper being started (_hand_off): ended now, the module would take the thread, and with it the
-            # frozen parent's last tracer, before the keeper is ready.
-            tracer.join(KEEPER_START_TIME + 1.0)
-    if not tracer.is_alive():
-        _wait_thread_gone(injection.tid)
-    injection.report(result, still_tracing=tracer.is_alive())
+    _poll_tracers()
+    ptrace.load()
+    with termination_signals_blocked():          # inherited by the tracer: it never dies of them
+        pid, reader = child.start(injection.trace)
+        answer = child.answer(reader, deadline + RESTORE_GRACE + 1.0)
+    result.update(_from_tracer(proc_root, parent, pid, answer))
     if result["verdict"] == "safe":
         _verify_after(proc_root, parent, before, injection.targets, result)
     if result["page_left"]:
         result["reason"] += "; " + result["page_left"]
 
 
-def _wait_thread_gone(tid, timeout=2.0):
-    """A finished Python thread lingers a moment in the kernel; its exit is what releases a tracee."""
-    if tid:
-        waiter.poll_until(lambda: not os.path.exists("/proc/self/task/%d" % tid), timeout, 0.0005)
+def _from_tracer(proc_root, parent, pid, answer):
+    """The tracer process's answer, or what its silence means. One that waits on is left to its work."""
+    if answer is None:
+        TRACERS.append(pid)
+        return {"verdict": "failed", "left_attached": True, "tracer": pid,
+                "reason": "LEFT ATTACHED: the tracer process %d did not answer within %g s past process_timeout; "
+                          "it waits on, and restores the registers at the parent's next stop" % (pid, RESTORE_GRACE)}
+    if answer is child.NO_ANSWER:
+        # Killed from outside (nothing of ours ends it so): the kernel released the parent as it was then.
+        return {"verdict": "failed", "left_attached": True,
+                "reason": "LEFT ATTACHED?: the tracer process %d ended without an answer (%s): whether the parent "
+                          "got its registers back is unknown" % (pid, child.ended(pid, 5.0))}
+    if answer.get("tracer") is not None or child.ended(pid, 5.0) is None:
+        TRACERS.append(pid)
+    elif _traced_by(proc_root, parent["pid"], pid):
+        # Its end releases a parent it could not detach (one that never stopped): never seen so far.
+        answer.update(verdict="failed", left_attached=True,
+                      reason="LEFT ATTACHED: still traced by the tracer process %d after it ended" % pid)
+    return answer
+
+
+def _poll_tracers():
+    TRACERS[:] = [pid for pid in TRACERS if child.ended(pid) is None]
 
 
 class _Injection:
-    """One parent, from seize to detach, all in the tracer thread (run)."""
+    """One parent, from seize to detach, all in the tracer process (trace)."""
 
     def __init__(self, proc_root, parent, found, deadline):
         self.proc_root, self.pid, self.parent = proc_root, parent["pid"], parent
         self.targets, self.remaining = found["targets"], list(found["targets"])
         self.address, self.deadline = found["address"], deadline
         self.tracee = ptrace.Tracee(self.pid, deadline, RESTORE_GRACE)
-        self.tid = None
+        self.tid = self.send = None      # the tracer process's pid, and how it answers the module
         self.saved = self.final = None    # the leader's registers at this round's stop; what it gets back
         self.final_applied = True
         self.executed, self.adjustments, self.seccomp_names = [], [], None
         self.filter_count, self.threads, self.rounds, self.inject_seconds = 0, 2, 0, 0.0
         self.pass_sig = 0
         self.skip_reason = self.fail_reason = self.error = None
-        self.handing_off = False         # a keeper is being started (_hand_off): _act waits for it
         self.page_unverified = False     # our page could not be read back: never unmapped, reported
         self.restore_mismatch = self.left_attached = False
         self._mem = self._mem_rw = None
@@ -510,14 +527,28 @@ class _Injection:
         self.loop_refusal = None         # why not the loop
         self.page = None                 # the address of our page while it is mapped in the parent
         self.page_ready = False          # its code written and the page made executable
-        self.keeper = self.keeper_error = None
+        self.waits_on = None             # why it answered before the parent had its registers back
         # What seccomp is asked about each wait4 from the vdso, made before the parent is stopped.
         self.wait4_datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, seccomp.AUDIT_ARCH_X86_64, self.address + 2,
                                                  wait4_args(inner)) for _, inner in self.targets]
         self.page_error = None           # why it could not be unmapped
 
+    def trace(self, send):
+        """The tracer process's work (child.start): the injection, then its answer to the module. An answer sent
+        before the end (see _await_stop) is the only one."""
+        self.send, self.tid = send, os.getpid()
+        try:
+            self.run()
+        except BaseException as error:               # the parent was released in run's finally
+            self.fail_reason = self.fail_reason or "the tracer failed: %r" % (error,)
+        self._answer()
+
+    def _answer(self):
+        result = {}
+        self.report(result)
+        self.send(result)
+
     def run(self):
-        self.tid = threading.get_native_id()
         try:
             self.tracee.seize()
             self._rounds()
@@ -985,10 +1016,9 @@ class _Injection:
                 self._last_unmap()
             if tracee.attached and self.final is not None and (
                     tracee.modified or not (self.final_applied or self.final.same_as(self.saved))):
-                if tracee.stopped or not self._hand_off():
-                    if not tracee.stopped:
-                        self._await_stop()
-                    self._restore()
+                if not tracee.stopped:
+                    self._await_stop()
+                self._restore()
         except ptrace.PtraceError as error:
             self.error = self.error or error
         finally:
@@ -1007,28 +1037,17 @@ class _Injection:
         if sig and not self.pass_sig:
             self.pass_sig = sig             # in its signal-delivery-stop: delivered by the detach, siginfo kept
 
-    def _hand_off(self):
-        """Frozen while it runs our code: hand the registers to a keeper process, which outlives the module.
-
-        A task frozen by the cgroup v1 freezer does not stop for PTRACE_INTERRUPT until it is thawed; a thread of
-        the module waiting for that stop dies with the module, which releases the parent with our registers in
-        it. The keeper (a process of its own, its own session) seizes the parent once this thread has ended
-        (the end of the thread detaches it; a frozen task runs nothing meanwhile), interrupts it, and at the
-        thaw it stops before returning to user mode: registers restored, a pending single-step trap taken,
-        detached. Only for a frozen parent: a running one would run our code between the two tracers."""
-        if freezer_state(self.proc_root, self.pid) not in ("FROZEN", "frozen"):
-            return False            # running, or still freezing: it could run our code between the two tracers
-        self.left_attached = self.handing_off = True
-        try:
-            self.keeper = start_keeper(self.proc_root, self.parent, self.final, self.address + 2)
-        except (OSError, ValueError) as error:
-            self.keeper_error = str(error)
-            return False
-        return True
-
     def _await_stop(self):
-        """Past the grace with our registers in it: reported as left attached; this thread waits on."""
+        """Past the grace with our registers in it: the module is answered now (left attached, an alert), and
+        this process, which outlives the module, waits for the stop as long as it takes, then restores them.
+
+        The known way here is a pause landing while the parent runs our code: a task frozen by the cgroup v1
+        freezer does not stop for PTRACE_INTERRUPT until it is thawed. At the thaw it stops before it returns to
+        user mode, with this process still its tracer: there is no moment without one."""
         self.left_attached = True
+        self.waits_on = ("frozen" if freezer_state(self.proc_root, self.pid) in ("FROZEN", "frozen")
+                         else "not stopped")
+        self._answer()
         stop = self.tracee.wait_stop(None)
         executed = self.tracee.get_registers().rip == self.address + 2
         self.tracee.step_pending = executed and stop.kind != "signal"
@@ -1041,7 +1060,7 @@ class _Injection:
         return [zombie["pid"] for zombie, inner, value in self.executed
                 if value == inner or (value is None and zombie["pid"] not in left)]
 
-    def report(self, result, still_tracing):
+    def report(self, result):
         tracee = self.tracee
         held = tracee.held_seconds + (time.monotonic() - tracee._held_since if tracee._held_since else 0.0)
         result.update(way=self.way, loop_refused=self.loop_refusal if self.way != "loop" else None,
@@ -1052,15 +1071,16 @@ class _Injection:
                       adjustments=list(self.adjustments), signals_passed=list(tracee.passed_signals),
                       stop_seconds=round(held, 6) if tracee.stopped_at is not None else None,
                       inject_seconds=round(self.inject_seconds, 6) if self.rounds else None)
-        if self.keeper is not None:
-            result.update(verdict="failed", left_attached=True, keeper=self.keeper.pid,
+        if self.waits_on == "frozen":
+            result.update(verdict="failed", left_attached=True, tracer=self.tid,
                           reason="LEFT ATTACHED: the parent's cgroup was frozen while it ran our code, and a frozen "
-                                 "task cannot be stopped to restore its registers; keeper process %d outlives "
-                                 "the module and restores them when it is thawed" % self.keeper.pid)
-        elif still_tracing or self.left_attached or _traced_by(self.proc_root, self.pid, self.tid):
-            result.update(verdict="failed", left_attached=True,
+                                 "task cannot be stopped to restore its registers; tracer process %d outlives "
+                                 "the module and restores them when it is thawed" % self.tid)
+        elif self.waits_on or self.left_attached:
+            result.update(verdict="failed", left_attached=True, tracer=self.tid if self.waits_on else None,
                           reason="LEFT ATTACHED: the parent could not be stopped again to restore its registers "
-                                 "within %g s past process_timeout; the tracer thread waits on" % RESTORE_GRACE)
+                                 "within %g s past process_timeout; tracer process %d waits on and restores "
+                                 "them at its next stop" % (RESTORE_GRACE, self.tid))
         elif self.error is not None:
             result.update(_error_verdict(self, self.error))
         elif self.skip_reason or self.fail_reason:
@@ -1070,77 +1090,6 @@ class _Injection:
             result.update(verdict="failed", reason="the parent's registers could not be restored exactly")
         else:
             result["verdict"] = "safe"
-
-
-# The keeper, run as `python -c KEEPER` with one JSON line on stdin (see _Injection._hand_off).
-KEEPER = r"""
-import json, sys
-data = json.loads(sys.stdin.readline())
-sys.path[:0] = data["sys_path"]
-import ansible.module_utils
-ansible.module_utils.__path__[:] = data["module_utils"]
-from ansible.module_utils.zombie_cleaner.cure import reaper
-print("ready", flush=True)       # everything imported: the module (and its AnsiballZ payload) may go now
-sys.exit(reaper.keep(data))
-"""
-KEEPERS = []                     # keepers started by this process (polled, so none stays a zombie of ours)
-KEEPER_SEIZE_TIME = 10.0         # for the module's tracer thread to end
-KEEPER_START_TIME = 10.0         # for the keeper to import what it needs
-
-
-def start_keeper(proc_root, parent, final, step_end):
-    import ansible.module_utils
-    import subprocess
-    import sys
-    KEEPERS[:] = [keeper for keeper in KEEPERS if keeper.poll() is None]
-    data = {"proc_root": proc_root, "pid": parent["pid"], "start_time": parent["start_time"],
-            "registers": bytes(final).hex(), "step_end": step_end,
-            # Absolute paths only: a module read from stdin (pipelining) has '' (its working directory) first.
-            "sys_path": [path for path in sys.path if os.path.isabs(path)],
-            "module_utils": [path for path in ansible.module_utils.__path__ if os.path.isabs(path)]}
-    # Isolated (-I: no working directory, user site or PYTHON* variables on its path), from /, with a bare
-    # environment: a root process that will ptrace a container's process imports nothing a user could place.
-    keeper = subprocess.Popen([sys.executable, "-I", "-c", KEEPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd="/",
-                              env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C.UTF-8"})
-    KEEPERS.append(keeper)
-    keeper.stdin.write((json.dumps(data) + "\n").encode())
-    keeper.stdin.close()
-    # Only a keeper that has imported all it needs takes over: this thread ends only then.
-    ready = select.select([keeper.stdout], [], [], KEEPER_START_TIME)[0] and keeper.stdout.readline() == b"ready\n"
-    keeper.stdout.close()
-    if not ready:
-        keeper.kill()
-        raise OSError(errno.ETIMEDOUT, "the keeper did not start within %g s" % KEEPER_START_TIME)
-    return keeper
-
-
-def keep(data):
-    """The keeper's work (a process of its own): 0 when the parent got its registers back and was detached."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)
-    proc_root, pid = data["proc_root"], data["pid"]
-    traced = waiter.poll_until(lambda: procfs.read_status(proc_root, pid).get("TracerPid") == "0",
-                               KEEPER_SEIZE_TIME, 0.001)
-    stat = procfs.read_stat(proc_root, pid)
-    if not traced or stat is None or stat.start_time != data["start_time"]:
-        return 3
-    final = ptrace.Registers.from_buffer_copy(bytes.fromhex(data["registers"]))
-    tracee, sig = ptrace.Tracee(pid, None, 0.0), 0
-    try:
-        tracee.seize()
-        ptrace._ptrace(ptrace.PTRACE_INTERRUPT, pid, None, None, "PTRACE_INTERRUPT")
-        stop = tracee.wait_stop(None)           # at the thaw, before it returns to user mode
-        executed = tracee.get_registers().rip == data["step_end"]
-        tracee.restore(final)
-        if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
-            sig = stop.sig
-        elif executed and stop.kind != "signal":
-            sig = tracee.take_step_trap()       # our step's SIGTRAP may be queued: taken, never delivered
-    except ptrace.PtraceError:
-        return 4
-    finally:
-        tracee.detach(sig)                      # the keeper's one place to let go, as _release is the thread's
-    return 0
 
 
 def _error_verdict(injection, error):
