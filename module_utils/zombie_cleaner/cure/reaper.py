@@ -941,6 +941,10 @@ class _Injection:
             raise
         finally:
             self.inject_seconds += time.monotonic() - started
+        if stop.kind != "signal" and after.rip == self.page + LOOP_TRAP_END:
+            # Its int3 ran, and an interrupt, freeze or job-control stop came first: the kernel reports those
+            # before it dequeues signals, so the SIGTRAP may still be queued. Taken before the detach (_restore).
+            self.tracee.step_pending = True
         inside = self.page <= after.rip <= self.page + LOOP_TRAP_END
         done = min(after.r14, len(chunk)) if inside else len(chunk)
         if inside and after.rip == self.page + LOOP_SYSCALL_END and done < len(chunk):
@@ -1049,7 +1053,9 @@ class _Injection:
                          else "not stopped")
         self._answer()
         stop = self.tracee.wait_stop(None)
-        executed = self.tracee.get_registers().rip == self.address + 2
+        # Our single step's syscall, or the loop's int3, ran before this stop: its SIGTRAP may be queued.
+        trap_ends = (self.address + 2,) + ((self.page + LOOP_TRAP_END,) if self.page is not None else ())
+        executed = self.tracee.get_registers().rip in trap_ends
         self.tracee.step_pending = executed and stop.kind != "signal"
         if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
             self.pass_sig = stop.sig
