@@ -330,7 +330,7 @@ import ansible.module_utils
 ansible.module_utils.__path__.append(sys.argv[1] + "/module_utils")
 from ansible.module_utils.zombie_cleaner.cure import ptrace, reaper
 reaper.LOOP_CODE = b"\xeb\xfe" + reaper.LOOP_CODE[2:]          # jmp $: it spins in our page until stopped
-reaper.RESTORE_GRACE = 0.2
+reaper.RESTORE_GRACE = float(sys.argv[4])
 real_run_code = ptrace.Tracee.run_code
 
 
@@ -356,7 +356,7 @@ def test_a_pause_while_our_code_runs_is_left_to_the_tracer_process_that_outlives
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     module = subprocess.run([sys.executable, "-c", FROZEN_WHILE_OUR_CODE_RUNS, root,
                              json.dumps({"record": parent.record, "zombies": parent.zombies()}),
-                             os.path.join(freezer.path, "freezer.state")],
+                             os.path.join(freezer.path, "freezer.state"), "0.2"],
                             capture_output=True, text=True, timeout=60)
     result = json.loads(module.stdout)                          # the module has ended
     tracer = result["tracer"]
@@ -372,6 +372,38 @@ def test_a_pause_while_our_code_runs_is_left_to_the_tracer_process_that_outlives
                           or reap_parents.status(tracer)["State"].split()[0] == "Z", "the tracer ended")
     assert assert_computes(parent)["rounds"] > before           # its own code again, not our page
     assert len(parent.zombie_pids()) == 5
+    assert_quits_cleanly(parent)
+
+
+def test_a_module_killed_before_its_frozen_parents_tracer_answered_leaves_the_tracer_at_work(c_parent, made):
+    """The module dies (SIGKILL, an OOM kill) while the tracer waits for a frozen parent, before it answered:
+    its answer then finds no reader (EPIPE), which ended the tracer and released the parent in our page."""
+    freezer = Cgroup("freezer")
+    made(freezer)
+    parent = c_parent("busy", 5, cgroup=freezer)
+    before = assert_computes(parent)["rounds"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    started = time.monotonic()
+    module = subprocess.Popen([sys.executable, "-c", FROZEN_WHILE_OUR_CODE_RUNS, root,
+                               json.dumps({"record": parent.record, "zombies": parent.zombies()}),
+                               os.path.join(freezer.path, "freezer.state"), "3.0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        reap_parents.wait_for(lambda: freezer.read("freezer.state") == "FROZEN"
+                              and reap_parents.status(parent.pid)["TracerPid"].strip() != "0",
+                              "the parent frozen while traced", timeout=10)
+        tracer = int(reap_parents.status(parent.pid)["TracerPid"])
+        module.kill()                                           # before its answer (0.5 s + 3 s grace)
+        assert module.wait(10) == -signal.SIGKILL and module.stdout.read() == b""
+    finally:
+        module.kill()
+        module.wait()
+        module.stdout.close()
+    time.sleep(max(0.0, started + 5.0 - time.monotonic()))     # past the grace: the tracer has tried to answer
+    assert reap_parents.status(parent.pid)["TracerPid"].strip() == str(tracer)
+    freezer.thaw()
+    parent.assert_healthy(settle=10)                            # restored and detached at the thaw
+    assert assert_computes(parent)["rounds"] > before           # its own code again, not our page
     assert_quits_cleanly(parent)
 
 
@@ -889,6 +921,36 @@ def test_a_page_that_cannot_be_read_back_is_left_and_said_not_forgotten(c_parent
     assert parent.report()["signals"] == 1
     assert_computes(parent)
     assert_quits_cleanly(parent)
+
+
+def test_a_page_another_thread_mapped_over_ours_is_never_unmapped_by_us(c_parent, monkeypatch, tmp_path):
+    """Another thread of the parent maps a page of its own over ours (MAP_FIXED: a garbage collector re-taking a
+    range it once reserved) after the loop ran: that page is the parent's now, and our munmap would take its
+    memory away (it did). Read back before the munmap: not ours, left to it, and said."""
+    request, done = tmp_path / "remap", tmp_path / "remapped"
+    monkeypatch.setenv("ZC_REMAP_REQUEST", str(request))
+    monkeypatch.setenv("ZC_REMAP_DONE", str(done))
+    parent = c_parent("remap", 20)
+    real_run_loop = reaper._Injection._run_loop
+
+    def run_then_remap(self, chunk):
+        sig = real_run_loop(self, chunk)
+        (tmp_path / "remap.tmp").write_text("%x\n" % self.page)
+        os.rename(tmp_path / "remap.tmp", request)              # the parent's other thread maps over it now
+        reap_parents.wait_for(lambda: done.exists() and done.read_text().endswith("\n"), "the remap", timeout=10)
+        return sig
+    monkeypatch.setattr(reaper._Injection, "_run_loop", run_then_remap)
+    result = reap(parent)
+    address, mapped = done.read_text().split()
+    assert mapped == "1"
+    assert result["ok"] and len(result["reaped"]) == 20 and result["way"] == "loop", result
+    assert result["page_left"] is None, result                  # nothing of ours is left in it
+    assert any("replaced by a mapping of the parent's own" in note for note in result["adjustments"]), result
+    assert [line for line in mappings(parent.pid) if line.startswith(address + "-")], "their page was unmapped"
+    with open("/proc/%d/mem" % parent.pid, "rb") as memory:
+        memory.seek(int(address, 16))
+        assert memory.read(7) == b"theirs\0"                    # and what it holds is theirs
+    assert_intact(parent)
 
 
 def test_a_fault_in_the_loop_is_never_delivered_and_the_page_is_unmapped(c_parent, monkeypatch):

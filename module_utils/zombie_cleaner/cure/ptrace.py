@@ -482,6 +482,8 @@ def bounded(function, what, timeout=None):
             break
     else:
         raise OSError(errno.EIO, "the reading process ended without an answer twice (%s)" % how)
+    if isinstance(got, OSError):                           # its answer could not be pickled
+        raise got
     ok, value = got
     if not ok:
         raise value

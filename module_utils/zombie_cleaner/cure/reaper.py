@@ -470,33 +470,37 @@ def _act(proc_root, parent, found, deadline, result):
     _poll_tracers()
     ptrace.load()
     with termination_signals_blocked():          # inherited by the tracer: it never dies of them
-        pid, reader = child.start(injection.trace)
-        answer = child.answer(reader, deadline + RESTORE_GRACE + 1.0)
-    result.update(_from_tracer(proc_root, parent, pid, answer))
+        try:
+            pid, reader = child.start(injection.trace)
+        except OSError as error:
+            result["reason"] = "cannot start the tracer process: %s" % error
+            return
+        # The tracer's own worst case: its grace for the stop, and its munmap's, past process_timeout.
+        answer = child.answer(reader, deadline + RESTORE_GRACE + UNMAP_TIME + 1.0)
+    result.update(_from_tracer(pid, answer))
     if result["verdict"] == "safe":
         _verify_after(proc_root, parent, before, injection.targets, result)
     if result["page_left"]:
         result["reason"] += "; " + result["page_left"]
 
 
-def _from_tracer(proc_root, parent, pid, answer):
+def _from_tracer(pid, answer):
     """The tracer process's answer, or what its silence means. One that waits on is left to its work."""
     if answer is None:
         TRACERS.append(pid)
         return {"verdict": "failed", "left_attached": True, "tracer": pid,
                 "reason": "LEFT ATTACHED: the tracer process %d did not answer within %g s past process_timeout; "
-                          "it waits on, and restores the registers at the parent's next stop" % (pid, RESTORE_GRACE)}
-    if answer is child.NO_ANSWER:
-        # Killed from outside (nothing of ours ends it so): the kernel released the parent as it was then.
+                          "it waits on, and restores the registers at the parent's next stop" % (
+                              pid, RESTORE_GRACE + UNMAP_TIME)}
+    if not isinstance(answer, dict):
+        # Killed from outside (nothing of ours ends it so), or an answer it could not send whole: the kernel
+        # released the parent as it was when the tracer ended.
         return {"verdict": "failed", "left_attached": True,
                 "reason": "LEFT ATTACHED?: the tracer process %d ended without an answer (%s): whether the parent "
-                          "got its registers back is unknown" % (pid, child.ended(pid, 5.0))}
+                          "got its registers back is unknown" % (
+                              pid, answer if isinstance(answer, OSError) else child.ended(pid, 5.0))}
     if answer.get("tracer") is not None or child.ended(pid, 5.0) is None:
         TRACERS.append(pid)
-    elif _traced_by(proc_root, parent["pid"], pid):
-        # Its end releases a parent it could not detach (one that never stopped): never seen so far.
-        answer.update(verdict="failed", left_attached=True,
-                      reason="LEFT ATTACHED: still traced by the tracer process %d after it ended" % pid)
     return answer
 
 
@@ -528,6 +532,7 @@ class _Injection:
         self.page = None                 # the address of our page while it is mapped in the parent
         self.page_ready = False          # its code written and the page made executable
         self.waits_on = None             # why it answered before the parent had its registers back
+        self.tracer_error = None         # an exception of our own code in the tracer
         # What seccomp is asked about each wait4 from the vdso, made before the parent is stopped.
         self.wait4_datas = [seccomp.seccomp_data(ptrace.NR_WAIT4, seccomp.AUDIT_ARCH_X86_64, self.address + 2,
                                                  wait4_args(inner)) for _, inner in self.targets]
@@ -540,12 +545,17 @@ class _Injection:
         try:
             self.run()
         except BaseException as error:               # the parent was released in run's finally
-            self.fail_reason = self.fail_reason or "the tracer failed: %r" % (error,)
+            self.tracer_error = "the tracer failed: %r" % (error,)
         self._answer()
 
     def _answer(self):
-        result = {}
-        self.report(result)
+        """Never raises: the tracer goes on to give the registers back whether the module listens or not."""
+        try:
+            result = {}
+            self.report(result)
+        except Exception as error:
+            result = {"verdict": "failed", "left_attached": self.left_attached,
+                      "reason": "the tracer could not say how it went: %r" % (error,)}
         self.send(result)
 
     def run(self):
@@ -744,7 +754,8 @@ class _Injection:
         """wait4 for each remaining zombie. Returns a signal of the parent's own to pass through, or 0."""
         if self.page is not None or (self.way is None and self.loop_refusal is None and self._loop_wanted()):
             sig = self._inject_loop()
-            if sig or self.way == "loop" or self.fail_reason or self.skip_reason or not self.remaining:
+            # Zombies left without a failure: the loop became unusable (loop_refused says why): steps go on.
+            if sig or self.fail_reason or self.skip_reason or not self.remaining:
                 return sig
         self.way = "steps"
         return self._inject_steps()
@@ -837,24 +848,15 @@ class _Injection:
                 return 0 if self.skip_reason else self._unmap()
         elif not self.page_ready:
             return self._loop_unusable("a signal arrived while the loop's page was prepared")
-        else:
-            code = self._read_page(len(LOOP_CODE))
-            if code is None:
-                # Unreadable now (not resident, say): whether it is still ours is unknown. Never unmapped by us,
-                # and said; the rest by single steps.
-                self.page_error, self.page_unverified = "it could not be read back to tell it is still ours", True
-                return self._loop_unusable("the loop's page could not be read back")
-            if code != LOOP_CODE:
-                # Not ours any more (a MAP_FIXED of the parent's own over it): never unmapped by us.
-                self.page, self.page_error = None, None
-                self.loop_refusal = "the loop's page changed while the parent ran its own signal handler"
-                return 0
         while self.remaining:
             if time.monotonic() > self.deadline:
                 self.fail_reason = "process_timeout reached during the injection"
                 break
             if self._pause_problem():
                 return 0            # a frozen parent: the page stays (reported) rather than a step that hangs
+            if not self._page_still_ours():
+                return self._loop_unusable("the loop's page could not be read back" if self.page else
+                                           "the loop's page was replaced by a mapping of the parent's own")
             chunk = self.remaining[:LOOP_CHUNK]
             try:
                 self._write_page(LOOP_PIDS, struct.pack("<%di" % len(chunk), *[inner for _, inner in chunk]))
@@ -920,6 +922,22 @@ class _Injection:
         if os.pwrite(self._mem_rw, data, self.page + offset) != len(data):
             raise OSError(errno.EIO, "short write")
 
+    def _page_still_ours(self):
+        """Our code still in our page, read back before each run of it and before its munmap: another thread of
+        the parent runs meanwhile and may have mapped memory of its own there (MAP_FIXED), which we must neither
+        run, nor make executable, nor unmap. Not ours: self.page forgotten, and said. Unreadable (not resident,
+        say): unknown, so never unmapped by us, reported in page_left."""
+        code = self._read_page(len(LOOP_CODE))
+        if code == LOOP_CODE:
+            return True
+        if code is None:
+            self.page_error, self.page_unverified = "it could not be read back to tell it is still ours", True
+        else:
+            self.adjustments.append("our page at 0x%x was replaced by a mapping of the parent's own: left to it"
+                                    % self.page)
+            self.page, self.page_error = None, None
+        return False
+
     def _read_page(self, size):
         try:
             return self._read(self.page, size)
@@ -971,7 +989,7 @@ class _Injection:
 
         Returns a signal of the parent's own that arrived meanwhile, or 0. If it cannot be done, the page is
         left and reported (page_left)."""
-        if self.page is None or self.page_unverified:
+        if self.page is None or self.page_unverified or not self._page_still_ours():
             return 0
         frozen = frozen_problem(self.proc_root, self.pid)
         if frozen:
@@ -1087,6 +1105,8 @@ class _Injection:
                           reason="LEFT ATTACHED: the parent could not be stopped again to restore its registers "
                                  "within %g s past process_timeout; tracer process %d waits on and restores "
                                  "them at its next stop" % (RESTORE_GRACE, self.tid))
+        elif self.tracer_error is not None:
+            result.update(verdict="failed", reason=self.tracer_error)
         elif self.error is not None:
             result.update(_error_verdict(self, self.error))
         elif self.skip_reason or self.fail_reason:
@@ -1130,10 +1150,6 @@ def _kernel_at_least(*wanted):
         return tuple(int(part) for part in os.uname().release.split("-")[0].split(".")[:2]) >= wanted
     except ValueError:
         return False
-
-
-def _traced_by(proc_root, pid, tid):
-    return bool(tid) and procfs.read_status(proc_root, pid).get("TracerPid") == str(tid)
 
 
 def _ends_soon(proc_root, parent, timeout=1.0):

@@ -22,7 +22,9 @@
  * (SIGTRAP ignored), clone (the zombies are clone() children without SIGCHLD), filter-mmap (a seccomp filter
  * failing mmap with PROT_READ alone, EPERM: the loop's page), filter-ip (a seccomp filter failing wait4 whose
  * instruction pointer ends in 0x020 within its page, where the loop's syscall returns to), mdwe (busy under
- * PR_SET_MDWE: no memory may become executable).
+ * PR_SET_MDWE: no memory may become executable), remap (busy; a second thread maps a page of its own with
+ * MAP_FIXED at the address written to the file $ZC_REMAP_REQUEST, "theirs" in it, and writes the address to
+ * $ZC_REMAP_DONE: another thread of the parent taking over the loop's page).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -383,6 +385,31 @@ static void quit(void)
     _exit(corrupt ? 5 : 0);
 }
 
+static void *remapper(void *arg)
+{
+    const char *request = getenv("ZC_REMAP_REQUEST"), *done = getenv("ZC_REMAP_DONE");
+    (void)arg;
+    for (;;) {
+        unsigned long address;
+        FILE *file = fopen(request, "r");
+        if (file && fscanf(file, "%lx", &address) == 1) {
+            void *page = mmap((void *)address, 4096, PROT_READ | PROT_WRITE,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            if (page != MAP_FAILED)
+                memcpy(page, "theirs", 7);
+            FILE *answer = fopen(done, "w");
+            fprintf(answer, "%lx %d\n", address, page != MAP_FAILED);
+            fclose(answer);
+            fclose(file);
+            unlink(request);
+        } else if (file) {
+            fclose(file);
+        }
+        usleep(200);
+    }
+    return NULL;
+}
+
 static void *control(void *arg)
 {
     (void)arg;
@@ -472,6 +499,8 @@ int main(int argc, char **argv)
     pthread_create(&thread, NULL, control, NULL);
     if (!strcmp(mode, "rseq"))
         pthread_create(&thread, NULL, watcher, NULL);
+    if (!strcmp(mode, "remap"))
+        pthread_create(&thread, NULL, remapper, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     printf("ready %p\n", (void *)fault_page);
     fflush(stdout);
