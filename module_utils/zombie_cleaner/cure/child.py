@@ -13,12 +13,14 @@ output pipe Ansible waits on is not held open by it). It sends one answer, pickl
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import pickle
 import select
 import time
 
 _MAX_FD = 1 << 20
+STDERR = os.devnull      # where a child's stderr goes: nothing of ours writes there (the tests read it)
 
 
 def start(work):
@@ -36,11 +38,15 @@ def start(work):
         return pid, reader
     code = 0                                               # the child: nothing but work and its answer
     try:
+        # No collection: an object of the caller's finalized here would close a descriptor number that we
+        # closed and that our own opens may have taken again.
+        gc.disable()
         os.close(reader)
         os.setsid()
         null = os.open(os.devnull, os.O_RDWR)
-        for target in (0, 1, 2):
+        for target in (0, 1):
             os.dup2(null, target)
+        os.dup2(os.open(STDERR, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), 2)
         _close_all_but(writer)
         work(_Sender(writer))
     except BaseException:
