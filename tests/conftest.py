@@ -1,9 +1,16 @@
 """Make the shipped code importable exactly as Ansible ships it to a node."""
 
+import os
 import sys
 from pathlib import Path
 
 import ansible.module_utils
+
+# gRPC (the CRI tests' client) runs fork handlers, on by default in its core, that restart its pollers in every
+# forked child of this process: the reaper's tracer and its bounded-read children too, where they abort (SIGABRT)
+# on the descriptors those children close (seen: a tracer and a reading child killed by signal 6 in full runs).
+# The module on a node never loads gRPC. Read by gRPC when it starts, so set before any test imports it.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
 
 ROOT = Path(__file__).resolve().parent.parent
 ansible.module_utils.__path__.append(str(ROOT / "module_utils"))

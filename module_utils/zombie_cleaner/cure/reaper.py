@@ -531,6 +531,7 @@ class _Injection:
         self.loop_refusal = None         # why not the loop
         self.page = None                 # the address of our page while it is mapped in the parent
         self.page_ready = False          # its code written and the page made executable
+        self.code_written = False        # its code written (and read back): from then on it is read back
         self.waits_on = None             # why it answered before the parent had its registers back
         self.tracer_error = None         # an exception of our own code in the tracer
         # What seccomp is asked about each wait4 from the vdso, made before the parent is stopped.
@@ -871,6 +872,7 @@ class _Injection:
         return self._unmap()
 
     def _map_page(self):
+        self.code_written = False
         try:
             value = self.tracee.call(self.saved, self.address, ptrace.NR_MMAP, MMAP_ARGS)
         except ptrace.Aborted as aborted:
@@ -897,6 +899,7 @@ class _Injection:
             self._write_page(0, LOOP_CODE)
             if self._read_page(len(LOOP_CODE)) != LOOP_CODE:
                 raise OSError(errno.EIO, "the code read back differs")
+            self.code_written = True
         except OSError as error:
             return self._loop_unusable("the loop's page cannot be written: %s" % error.strerror)
         if self._pause_problem():
@@ -989,7 +992,9 @@ class _Injection:
 
         Returns a signal of the parent's own that arrived meanwhile, or 0. If it cannot be done, the page is
         left and reported (page_left)."""
-        if self.page is None or self.page_unverified or not self._page_still_ours():
+        # A page our code was never written to (refused before, or the write failed) is as the mmap left it:
+        # an untouched anonymous page is not resident, so not read back; the mmap a moment ago made it ours.
+        if self.page is None or self.page_unverified or (self.code_written and not self._page_still_ours()):
             return 0
         frozen = frozen_problem(self.proc_root, self.pid)
         if frozen:
