@@ -407,6 +407,54 @@ def test_a_module_killed_before_its_frozen_parents_tracer_answered_leaves_the_tr
     assert_quits_cleanly(parent)
 
 
+class _StillWaiting(Exception):
+    pass
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "sigstop", "sigstop-sigcont", "sigtrap-ignored"])
+def test_a_trap_of_ours_queued_behind_a_stop_is_taken_whatever_comes_before_the_detach(c_parent, meanwhile):
+    """Our step's SIGTRAP left queued behind an interrupt stop (a step still blocked at process_timeout) must be
+    taken before the detach. A job-control stop coming first was taken for it (the parent then died of SIGTRAP),
+    and a trap flushed by another thread ignoring SIGTRAP was waited for forever with the parent running traced.
+    The thread's queue is read (PTRACE_PEEKSIGINFO) instead of guessed."""
+    parent = c_parent("busy", 0)
+    address, _ = ptrace.find_syscall_instruction(parent.pid)
+    tracee = ptrace.Tracee(parent.pid, time.monotonic() + 0.3, grace=2.0)
+    tracee.seize()
+    tracee.interrupt()
+    saved = tracee.get_registers()
+    with pytest.raises(ptrace.Aborted) as aborted:
+        tracee.syscall(saved, address, 34, [])             # pause(): still blocked at the deadline: interrupted
+    assert aborted.value.executed and aborted.value.stop.kind == "interrupt", aborted.value
+    assert tracee.step_pending and tracee.our_trap_queued()          # its trap, queued behind that stop
+    tracee.restore(saved)
+    if meanwhile.startswith("sigstop"):
+        os.kill(parent.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+    if meanwhile == "sigstop-sigcont":
+        os.kill(parent.pid, signal.SIGCONT)
+        time.sleep(0.2)
+    if meanwhile == "sigtrap-ignored":
+        assert parent.ask("ignore-trap") == "ignored"              # the control thread: the trap is flushed
+    previous = signal.signal(signal.SIGALRM, lambda *args: (_ for _ in ()).throw(_StillWaiting()))
+    signal.alarm(5)
+    try:
+        sig = tracee.take_step_trap()
+    except _StillWaiting:
+        pytest.fail("still waiting for a trap that is not queued, the parent running traced")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sig == 0 and not tracee.step_pending
+    tracee.detach(0)
+    if meanwhile == "sigstop":
+        reap_parents.wait_for(lambda: reap_parents.status(parent.pid)["State"].split()[0] == "T",
+                              "its job-control stop kept after the detach", timeout=5)
+        os.kill(parent.pid, signal.SIGCONT)
+    parent.assert_healthy()
+    assert_intact(parent)
+
+
 # --- item 4: no EINTR in a program that never asked for it -----------------------------------------------------
 
 
@@ -888,6 +936,32 @@ def test_a_signal_arriving_during_the_loop_is_delivered_once_with_its_payload(c_
     report = parent.report()
     assert report["signals"] == 1 and report["ordered"] == 1, report           # once, payload 1
     assert report["queued"] == 1 and report["pid"] == runs.items()[0][1], report  # SI_QUEUE, its si_pid
+    assert_computes(parent)
+    assert_quits_cleanly(parent)
+
+
+def test_a_round_inside_a_handler_that_blocks_sigtrap_is_refused_not_stepped(c_parent, monkeypatch, shared_log):
+    """After a signal of the parent's own is passed through, the next stop lands inside its handler, whose mask
+    can block SIGTRAP (Go's runtime blocks every signal there). A single step then makes the kernel force its
+    trap through, which resets the parent's SIGTRAP handler for good (it did). The mask is read every round."""
+    parent = c_parent("masked-handler", 2)                      # two zombies: single steps
+    sent = shared_log()
+    real_syscall = ptrace.Tracee.syscall
+
+    def queue_then_step(self, saved, address, number, args):
+        if not sent:
+            sigqueue(parent.pid, signal.SIGRTMIN + 1, 1)       # pending as the step starts: stops it at once
+            sent.append(os.getpid())
+        return real_syscall(self, saved, address, number, args)
+    monkeypatch.setattr(ptrace.Tracee, "syscall", queue_then_step)
+    sigtrap_caught = 1 << (signal.SIGTRAP - 1)
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & sigtrap_caught
+    result = reap(parent)
+    parent.assert_healthy()
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & sigtrap_caught, "its SIGTRAP handler was reset"
+    assert result["signals_passed"] == [signal.SIGRTMIN + 1], result
+    assert result["verdict"] == "skipped" and "blocks or ignores SIGTRAP" in result["reason"], result
+    reap_parents.wait_for(lambda: parent.report()["signals"] == 1, "the handler ran once", timeout=10)
     assert_computes(parent)
     assert_quits_cleanly(parent)
 

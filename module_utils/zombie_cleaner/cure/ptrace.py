@@ -39,6 +39,7 @@ PTRACE_DETACH = 17
 PTRACE_GETSIGINFO = 0x4202
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
+PTRACE_PEEKSIGINFO = 0x4209
 PTRACE_SECCOMP_GET_FILTER = 0x420C
 PTRACE_GET_RSEQ_CONFIGURATION = 0x420F
 PTRACE_GET_SYSCALL_USER_DISPATCH_CONFIG = 0x4211   # 0x4210 is the SET request: never that one
@@ -99,6 +100,13 @@ class _Siginfo(ctypes.Structure):
     """siginfo_t (128 bytes) as far as a fault or trap fills it."""
     _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad", ctypes.c_int),
                 ("address", ctypes.c_ulonglong), ("rest", ctypes.c_char * 104)]
+
+
+class _PeekSiginfoArgs(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_ulonglong), ("flags", ctypes.c_uint), ("nr", ctypes.c_int)]
+
+
+_PEEK_BATCH, _PEEK_MAX = 64, 4096       # a thread's own queue holds a few signals; 4096 is read at most
 
 
 class _SyscallUserDispatch(ctypes.Structure):
@@ -195,7 +203,8 @@ class Tracee:
         self.held_seconds = 0.0           # time the tracee was held away from its own code
         self._held_since = None
         self.passed_signals = []          # signals passed through, each with its own siginfo
-        self.step_pending = False         # our single-step SIGTRAP may still be queued in it
+        self.step_pending = False         # a trap of ours may still be queued in it (see take_step_trap)
+        self.trap_address = None          # its si_addr: our single step's; None: the loop's int3 (SI_KERNEL)
         self._regs = Registers()          # scratch for the injection, reused: no allocation per zombie
         self._regs_address = ctypes.addressof(self._regs)
         self._siginfo = _Siginfo()
@@ -353,6 +362,7 @@ class Tracee:
         trap right after the instruction raises Aborted. The tracee's registers are
         left modified: the caller restores them while it is stopped. Kept lean: a reap runs it
         once per zombie while the parent waits."""
+        self._take_pending_trap()
         regs = self._regs
         ctypes.memmove(self._regs_address, ctypes.addressof(saved), _REGS_SIZE)
         regs.rax, regs.orig_rax, regs.rip = number, NO_SYSCALL, syscall_address
@@ -370,14 +380,15 @@ class Tracee:
         if stop.kind == "signal" and stop.sig == signal.SIGTRAP and stop.code > 0 and stop.address == after:
             # Our trap (the kernel's, si_addr right after the instruction): the call ran. Its result is not
             # read, to keep the parent's stop short: the caller checks the zombie in /proc after the detach.
-            self.step_pending = False
+            # (No earlier trap of ours was queued: _take_pending_trap took it.)
             return None
         _ptrace(PTRACE_GETREGS, self.pid, None, self._regs_address, "PTRACE_GETREGS")
         executed = regs.rip == after
         value = signed(regs.rax) if executed else None
         # Our trap is synchronous: dequeued before any other signal. Only an interrupt or a job-control stop,
         # which the kernel reports before dequeuing signals, can leave it queued behind it.
-        self.step_pending = executed and stop.kind != "signal"
+        if executed and stop.kind != "signal":
+            self.step_pending, self.trap_address = True, after
         raise Aborted("the injected syscall was stopped by %s (%s)" % (describe(stop), "after it ran" if executed
                                                                         else "before it ran"),
                       stop, executed, value)
@@ -393,6 +404,7 @@ class Tracee:
 
         For code of ours that ends in int3; the caller tells its trap from anything else. Past the deadline it
         is interrupted and the stop awaited (grace), as for a single step."""
+        self._take_pending_trap()
         self.set_registers(regs)
         if (_call or load())(PTRACE_CONT, self.pid, 0, 0) == -1:
             raise PtraceError("PTRACE_CONT", ctypes.get_errno())
@@ -411,20 +423,55 @@ class Tracee:
         _ptrace(PTRACE_INTERRUPT, self.pid, None, None, "PTRACE_INTERRUPT")
         return self.wait_stop(self.deadline + self.grace)
 
-    def take_step_trap(self):
-        """After a stop that came before our step's trap was dequeued, let the kernel dequeue it.
+    def queued_signals(self):
+        """(signo, si_code, si_addr) of each signal in the stopped thread's own queue (PTRACE_PEEKSIGINFO)."""
+        found, buffer = [], (_Siginfo * _PEEK_BATCH)()
+        while len(found) < _PEEK_MAX:
+            args = _PeekSiginfoArgs(len(found), 0, _PEEK_BATCH)
+            count = _ptrace(PTRACE_PEEKSIGINFO, self.pid, ctypes.addressof(args), ctypes.addressof(buffer),
+                            "PTRACE_PEEKSIGINFO")
+            found += [(item.signo, item.code, item.address) for item in buffer[:count]]
+            if count < _PEEK_BATCH:
+                break
+        return found
 
-        Called with the registers already restored: the trap is synchronous, so it is dequeued before
-        any other signal and before returning to user mode; a signal that comes instead is the
-        tracee's own and is returned to be passed through. No time limit: detached with the trap
-        still queued, the tracee would die of it, so a throttled tracee is waited for."""
-        _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")
-        self.stopped = False
-        stop = self.wait_stop(None)
-        self.step_pending = False
-        if stop.kind == "signal" and not _caused_by_us(stop):
-            return stop.sig
+    def our_trap_queued(self):
+        """True if our trap waits in the thread's queue: a single step's (the kernel's SIGTRAP with si_addr
+        trap_address) or, trap_address None, the loop's int3 (SI_KERNEL)."""
+        return any(signo == signal.SIGTRAP and code > 0 and (
+            address == self.trap_address if self.trap_address is not None else code == SI_KERNEL)
+            for signo, code, address in self.queued_signals())
+
+    def take_step_trap(self):
+        """Our trap, if it is still queued (read with PTRACE_PEEKSIGINFO, never guessed: another thread
+        ignoring SIGTRAP flushes it, and a continue waiting for it would wait forever with the tracee running).
+        The tracee is continued until the kernel dequeues it, in its signal-delivery-stop, never delivered.
+        Interrupt and job-control stops on the way are continued through (a job-control stop still in effect
+        is put back by the kernel at the detach). No code of the tracee runs meanwhile: a trap is dequeued
+        before any other signal and before the return to user mode. Returns a signal of the tracee's own that
+        came instead, to pass through, or 0. No time limit: detached with the trap still queued, the tracee
+        would die of it, so a throttled tracee is waited for."""
+        for _ in range(16):
+            if not self.our_trap_queued():
+                self.step_pending = False
+                return 0
+            _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")
+            self.stopped = False
+            stop = self.wait_stop(None)
+            if stop.kind == "signal" and not (stop.sig == signal.SIGTRAP and stop.code > 0):
+                # Not expected while a trap is queued (it comes first); passed through by the caller, with the
+                # registers back, never here. Still queued, it is taken at the next call.
+                self.step_pending = self.our_trap_queued()
+                return stop.sig
+        self.step_pending = self.our_trap_queued()
         return 0
+
+    def _take_pending_trap(self):
+        """Before a step or a run: a trap of ours still queued would be taken for the next one's."""
+        if self.step_pending:
+            sig = self.take_step_trap()
+            if sig:
+                raise Aborted("a signal of its own arrived (%d)" % sig, Stop("signal", sig, 0, 0), False, None)
 
     def detach(self, sig=0):
         """Detach; sig, from a signal-delivery-stop, is delivered with its own siginfo. Safe to call twice.

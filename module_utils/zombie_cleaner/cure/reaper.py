@@ -600,8 +600,11 @@ class _Injection:
     def _prepare(self):
         """What only the stopped leader shows; also sets the registers it gets back (self.final)."""
         first = self.rounds == 1
+        # After a signal of its own was passed through, the stop can be inside its handler, whose mask may block
+        # SIGTRAP: the first round reads it in _seccomp_problem, every later one here.
         return ((first and self._identity_problem()) or abi_problem(self.saved)
                 or (first and self._seccomp_problem()) or (first and self._dispatch_problem())
+                or (not first and sigtrap_problem(procfs.read_status(self.proc_root, self.pid)))
                 or self._syscall_problem()
                 or self._rseq_problem() or self._instruction_problem())
 
@@ -753,7 +756,11 @@ class _Injection:
 
     def _inject(self):
         """wait4 for each remaining zombie. Returns a signal of the parent's own to pass through, or 0."""
-        if self.page is not None or (self.way is None and self.loop_refusal is None and self._loop_wanted()):
+        if self.page is not None and self.loop_refusal is not None:
+            sig = self._unmap()          # refused meanwhile, still mapped: never run again, only unmapped
+            if sig or self.fail_reason or self.skip_reason:
+                return sig
+        elif self.page is not None or (self.way is None and self.loop_refusal is None and self._loop_wanted()):
             sig = self._inject_loop()
             # Zombies left without a failure: the loop became unusable (loop_refused says why): steps go on.
             if sig or self.fail_reason or self.skip_reason or not self.remaining:
@@ -856,8 +863,11 @@ class _Injection:
             if self._pause_problem():
                 return 0            # a frozen parent: the page stays (reported) rather than a step that hangs
             if not self._page_still_ours():
-                return self._loop_unusable("the loop's page could not be read back" if self.page else
-                                           "the loop's page was replaced by a mapping of the parent's own")
+                if self.page is None:
+                    # Another thread maps over memory that is not its own: nothing more is run in this parent.
+                    self.skip_reason = "the loop's page was replaced by a mapping of the parent's own: reap stopped"
+                    return 0
+                return self._loop_unusable("the loop's page could not be read back")
             chunk = self.remaining[:LOOP_CHUNK]
             try:
                 self._write_page(LOOP_PIDS, struct.pack("<%di" % len(chunk), *[inner for _, inner in chunk]))
@@ -901,6 +911,9 @@ class _Injection:
                 raise OSError(errno.EIO, "the code read back differs")
             self.code_written = True
         except OSError as error:
+            # Written to, but not as we wrote it: whether it is still ours is unknown (another thread may have
+            # mapped over it): never unmapped by us, reported in page_left.
+            self.page_error, self.page_unverified = "its code could not be written and read back", True
             return self._loop_unusable("the loop's page cannot be written: %s" % error.strerror)
         if self._pause_problem():
             return 0                # frozen: no step that could hang; the page stays (reported)
@@ -965,7 +978,7 @@ class _Injection:
         if stop.kind != "signal" and after.rip == self.page + LOOP_TRAP_END:
             # Its int3 ran, and an interrupt, freeze or job-control stop came first: the kernel reports those
             # before it dequeues signals, so the SIGTRAP may still be queued. Taken before the detach (_restore).
-            self.tracee.step_pending = True
+            self.tracee.step_pending, self.tracee.trap_address = True, None
         inside = self.page <= after.rip <= self.page + LOOP_TRAP_END
         done = min(after.r14, len(chunk)) if inside else len(chunk)
         if inside and after.rip == self.page + LOOP_SYSCALL_END and done < len(chunk):
@@ -1076,10 +1089,13 @@ class _Injection:
                          else "not stopped")
         self._answer()
         stop = self.tracee.wait_stop(None)
-        # Our single step's syscall, or the loop's int3, ran before this stop: its SIGTRAP may be queued.
-        trap_ends = (self.address + 2,) + ((self.page + LOOP_TRAP_END,) if self.page is not None else ())
-        executed = self.tracee.get_registers().rip in trap_ends
-        self.tracee.step_pending = executed and stop.kind != "signal"
+        # Our single step's syscall, or the loop's int3, ran before this stop: its SIGTRAP may be queued
+        # (take_step_trap reads the queue to know).
+        rip = self.tracee.get_registers().rip
+        if stop.kind != "signal" and rip == self.address + 2:
+            self.tracee.step_pending, self.tracee.trap_address = True, self.address + 2
+        elif stop.kind != "signal" and self.page is not None and rip == self.page + LOOP_TRAP_END:
+            self.tracee.step_pending, self.tracee.trap_address = True, None
         if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
             self.pass_sig = stop.sig
 

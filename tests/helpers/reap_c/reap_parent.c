@@ -24,7 +24,8 @@
  * instruction pointer ends in 0x020 within its page, where the loop's syscall returns to), mdwe (busy under
  * PR_SET_MDWE: no memory may become executable), remap (busy; a second thread maps a page of its own with
  * MAP_FIXED at the address written to the file $ZC_REMAP_REQUEST, "theirs" in it, and writes the address to
- * $ZC_REMAP_DONE: another thread of the parent taking over the loop's page).
+ * $ZC_REMAP_DONE: another thread of the parent taking over the loop's page), masked-handler (sigqueue, its
+ * handler run with every signal blocked, and a SIGTRAP handler of its own).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -158,7 +159,17 @@ static void record(siginfo_t *info)
     }
 }
 
-static void on_queued(int sig, siginfo_t *info, void *context) { (void)sig; (void)context; record(info); }
+static void on_queued(int sig, siginfo_t *info, void *context)
+{
+    (void)sig;
+    (void)context;
+    record(info);
+    if (!strcmp(mode, "masked-handler"))                   /* a long handler: a stop soon after lands in it */
+        for (volatile long i = 0; i < 200000000; i++)
+            ;
+}
+
+static void on_trap(int sig) { (void)sig; }
 
 static void sigwait_loop(void)
 {
@@ -355,7 +366,7 @@ static void filters(void)
 
 static void report(void)
 {
-    if (!strcmp(mode, "sigwait") || !strcmp(mode, "sigqueue")) {
+    if (!strcmp(mode, "sigwait") || !strcmp(mode, "sigqueue") || !strcmp(mode, "masked-handler")) {
         int ordered = 1, queued = 1, pid = signal_count ? signal_pids[0] : 0;
         for (int i = 0; i < signal_count; i++) {
             ordered &= signal_values[i] == i + 1;
@@ -430,6 +441,9 @@ static void *control(void *arg)
             write(pipe_fds[1], "x", 1);
             send(socket_fds[1], "x", 1, 0);
             printf("poked\n");
+        } else if (!strncmp(line, "ignore-trap", 11)) {   /* flushes a SIGTRAP queued for any thread */
+            signal(SIGTRAP, SIG_IGN);
+            printf("ignored\n");
         } else if (!strncmp(line, "report", 6)) {
             report();
         } else if (!strncmp(line, "quit", 4)) {
@@ -467,10 +481,17 @@ static void prepare(void)
         sigaddset(&set, SIGUSR1);
         pthread_sigmask(SIG_BLOCK, &set, NULL);
     }
-    if (!strcmp(mode, "sigqueue")) {
+    if (!strcmp(mode, "sigqueue") || !strcmp(mode, "masked-handler")) {
         action.sa_sigaction = on_queued;
         action.sa_flags = SA_SIGINFO | SA_RESTART;
+        if (!strcmp(mode, "masked-handler")) {         /* as Go's runtime: every signal blocked in a handler */
+            struct sigaction trap = {0};
+            sigfillset(&action.sa_mask);
+            trap.sa_handler = on_trap;                 /* and a SIGTRAP handler of its own */
+            sigaction(SIGTRAP, &trap, NULL);
+        }
         sigaction(SIGRTMIN + 1, &action, NULL);
+        sigemptyset(&action.sa_mask);
     }
     if (!strcmp(mode, "segv")) {
         action.sa_sigaction = on_segv;
