@@ -1066,6 +1066,7 @@ def test_process_timeout_mid_loop_stops_it_restores_and_unmaps(c_parent, monkeyp
 ])
 def test_without_the_page_it_falls_back_to_single_steps(c_parent, mode, refusal):
     parent = c_parent(mode, 10)
+    parent.report()            # its control thread has read a line: its malloc arena (64 MiB, two maps) is there
     before = mappings(parent.pid)
     result = reap(parent)
     assert result["ok"] and len(result["reaped"]) == 10, result
