@@ -483,6 +483,38 @@ def test_parent_blocked_in_sigwaitinfo_is_left_alone(c_parent, ptrace_calls, dry
     assert_quits_cleanly(parent)
 
 
+SIGTRAP_CAUGHT = 1 << (signal.SIGTRAP - 1)
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_leader_in_sigsuspend_is_left_alone_its_real_mask_unseen(c_parent, ptrace_calls, dry_run):
+    """In sigsuspend (ppoll, pselect6, epoll_pwait with a mask) /proc shows the temporary mask; the real one,
+    which may block SIGTRAP, is put back before our step, and the forced trap then resets the parent's SIGTRAP
+    handler for good."""
+    parent = c_parent("sigsuspend", 3)
+    time.sleep(0.1)
+    result = reap(parent, dry_run=dry_run)
+    assert result["verdict"] == "skipped" and "rt_sigsuspend with a temporary signal mask" in result["reason"]
+    assert ptrace_calls == []
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & SIGTRAP_CAUGHT
+    parent.assert_healthy()
+    assert_quits_cleanly(parent)
+
+
+def test_a_leader_that_entered_sigsuspend_after_the_checks_is_refused_at_the_stop(c_parent, monkeypatch):
+    """The same, read from the stopped leader's registers: it may enter the call after the checks (here the
+    check is skipped to make it so). The old code stepped it and the parent's SIGTRAP handler was reset."""
+    parent = c_parent("sigsuspend", 3)
+    time.sleep(0.1)
+    monkeypatch.setattr(reaper, "blocked_call_problem", lambda *args, **kwargs: None)
+    result = reap(parent)
+    parent.assert_healthy()
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & SIGTRAP_CAUGHT, "its SIGTRAP handler was reset"
+    assert result["verdict"] == "skipped" and "temporary signal mask" in result["reason"], result
+    assert len(parent.zombie_pids()) == 3
+    assert_quits_cleanly(parent)
+
+
 def test_socket_read_with_a_timeout_is_left_alone_without_one_it_is_reaped(c_parent):
     timed = c_parent("recv-timeout", 3)
     plain = c_parent("recv", 3)

@@ -69,6 +69,13 @@ SOCKET_RECEIVE = {43: "accept", 288: "accept4", 45: "recvfrom", 47: "recvmsg", 2
                   19: "readv"}
 SOCKET_SEND = {42: "connect", 44: "sendto", 46: "sendmsg", 307: "sendmmsg", 1: "write", 20: "writev"}
 EINTR_CALLS = {**NOT_RESTARTED, **SOCKET_RECEIVE, **SOCKET_SEND}
+# Calls that run with a temporary signal mask (argument index of the mask, None: always): the real mask is put
+# back before the return to user mode, so before our step, and /proc shows only the temporary one. Whether the
+# real one blocks SIGTRAP (whose forced delivery would reset the parent's handler) cannot be read: refused.
+# pselect6 and io_pgetevents take a pointer to {sigset pointer, size}: a non-NULL one is refused unread.
+TEMPORARY_MASK_CALLS = {130: ("rt_sigsuspend", None), 271: ("ppoll", 3), 270: ("pselect6", 5),
+                        281: ("epoll_pwait", 4), 441: ("epoll_pwait2", 4), 333: ("io_pgetevents", 5),
+                        426: ("io_uring_enter", 4)}
 SO_RCVTIMEO, SO_SNDTIMEO = 20, 21
 ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK = 512, 513, 514, 516
 RESTART_CODES = (ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK)
@@ -262,7 +269,18 @@ def blocked_call_problem(proc_root, pid, acting=True, notes=None):
     if number in NOT_RESTARTED:
         return ("its leader is blocked in %s, which a ptrace stop ends with EINTR: left alone this run"
                 % NOT_RESTARTED[number])
-    return _socket_problem(proc_root, pid, number, args[0], acting, notes)
+    return temporary_mask_problem(number, args) or _socket_problem(proc_root, pid, number, args[0], acting, notes)
+
+
+def temporary_mask_problem(number, args):
+    """A leader in a call that swapped in a temporary signal mask (see TEMPORARY_MASK_CALLS), or None."""
+    if number not in TEMPORARY_MASK_CALLS:
+        return None
+    name, index = TEMPORARY_MASK_CALLS[number]
+    if index is None or args[index]:
+        return ("its leader is blocked in %s with a temporary signal mask: its real mask, put back before our "
+                "step, cannot be read (a blocked SIGTRAP would be reset): left alone this run" % name)
+    return None
 
 
 def _socket_problem(proc_root, pid, number, fd, acting=True, notes=None):
@@ -689,6 +707,9 @@ class _Injection:
         regs = self.saved
         if regs.orig_rax == ptrace.NO_SYSCALL:
             return None
+        masked = temporary_mask_problem(regs.orig_rax, [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9])
+        if masked:
+            return masked
         error = -ptrace.signed(regs.rax)
         # At a system call's exit rcx holds the return address: a signal frame or other code does not match.
         ours = error == errno.EINTR and regs.orig_rax in EINTR_CALLS and regs.rcx == regs.rip

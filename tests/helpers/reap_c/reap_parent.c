@@ -25,7 +25,8 @@
  * PR_SET_MDWE: no memory may become executable), remap (busy; a second thread maps a page of its own with
  * MAP_FIXED at the address written to the file $ZC_REMAP_REQUEST, "theirs" in it, and writes the address to
  * $ZC_REMAP_DONE: another thread of the parent taking over the loop's page), masked-handler (sigqueue, its
- * handler run with every signal blocked, and a SIGTRAP handler of its own).
+ * handler run with every signal blocked, and a SIGTRAP handler of its own), sigsuspend (every signal blocked, a
+ * SIGTRAP handler, waiting in sigsuspend with an empty temporary mask).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -396,6 +397,19 @@ static void quit(void)
     _exit(corrupt ? 5 : 0);
 }
 
+static void sigsuspend_loop(void)
+{
+    sigset_t all, none;
+    struct sigaction trap = {0};
+    trap.sa_handler = on_trap;
+    sigaction(SIGTRAP, &trap, NULL);
+    sigfillset(&all);
+    sigemptyset(&none);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    while (!stop_work)
+        sigsuspend(&none);
+}
+
 static void *remapper(void *arg)
 {
     const char *request = getenv("ZC_REMAP_REQUEST"), *done = getenv("ZC_REMAP_DONE");
@@ -537,6 +551,8 @@ int main(int argc, char **argv)
         recv_loop(strcmp(mode, "recv") != 0);
     else if (!strcmp(mode, "rseq"))
         rseq_loop();
+    else if (!strcmp(mode, "sigsuspend"))
+        sigsuspend_loop();
     else
         busy();
     for (;;)
