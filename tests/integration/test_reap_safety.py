@@ -411,12 +411,24 @@ class _StillWaiting(Exception):
     pass
 
 
-@pytest.mark.parametrize("meanwhile", ["nothing", "sigstop", "sigstop-sigcont", "sigtrap-ignored"])
+STOP_CONT_STORM = """
+import os, signal, sys
+pid = int(sys.argv[1])
+while True:
+    os.kill(pid, signal.SIGSTOP)
+    os.kill(pid, signal.SIGCONT)
+"""
+
+
+@pytest.mark.parametrize("meanwhile", ["nothing", "sigstop", "sigstop-sigcont", "sigtrap-ignored", "stop-cont-storm",
+                                       "flushed-after-the-read"])
 def test_a_trap_of_ours_queued_behind_a_stop_is_taken_whatever_comes_before_the_detach(c_parent, meanwhile):
     """Our step's SIGTRAP left queued behind an interrupt stop (a step still blocked at process_timeout) must be
-    taken before the detach. A job-control stop coming first was taken for it (the parent then died of SIGTRAP),
-    and a trap flushed by another thread ignoring SIGTRAP was waited for forever with the parent running traced.
-    The thread's queue is read (PTRACE_PEEKSIGINFO) instead of guessed."""
+    taken before the detach. A job-control stop coming first was taken for it (the parent then died of SIGTRAP);
+    a storm of them outlasted a cap of 16 continues (died too); a trap flushed by another thread ignoring
+    SIGTRAP was waited for forever with the parent running traced, and flushed between the queue's read and the
+    continue, the parent ran on with our registers. The thread's queue is read (PTRACE_PEEKSIGINFO) instead of
+    guessed, every continue gives the parent its own registers, and one that brings no stop is interrupted."""
     parent = c_parent("busy", 0)
     address, _ = ptrace.find_syscall_instruction(parent.pid)
     tracee = ptrace.Tracee(parent.pid, time.monotonic() + 0.3, grace=2.0)
@@ -427,7 +439,23 @@ def test_a_trap_of_ours_queued_behind_a_stop_is_taken_whatever_comes_before_the_
         tracee.syscall(saved, address, 34, [])             # pause(): still blocked at the deadline: interrupted
     assert aborted.value.executed and aborted.value.stop.kind == "interrupt", aborted.value
     assert tracee.step_pending and tracee.our_trap_queued()          # its trap, queued behind that stop
-    tracee.restore(saved)
+    tracee.own_registers = saved
+    if meanwhile == "flushed-after-the-read":
+        # Our registers still in it (as before a next step); the queue flushed right after our read of it.
+        real_queued = tracee.our_trap_queued
+
+        def flushed_after_the_read():
+            queued = real_queued()
+            if queued and parent.ask("ignore-trap") == "ignored":
+                assert not real_queued()
+            return queued
+        tracee.our_trap_queued = flushed_after_the_read
+    else:
+        tracee.restore(saved)
+    storm = None
+    if meanwhile == "stop-cont-storm":                # a job-control storm, as cpulimit makes, only faster
+        storm = subprocess.Popen([sys.executable, "-c", STOP_CONT_STORM, str(parent.pid)])
+        time.sleep(0.05)
     if meanwhile.startswith("sigstop"):
         os.kill(parent.pid, signal.SIGSTOP)
         time.sleep(0.2)
@@ -445,7 +473,15 @@ def test_a_trap_of_ours_queued_behind_a_stop_is_taken_whatever_comes_before_the_
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+        if storm is not None:
+            storm.kill()
+            storm.wait()
+            os.kill(parent.pid, signal.SIGCONT)
     assert sig == 0 and not tracee.step_pending
+    # Flushed after the read: it ran on with its own registers, newer than `saved`, which must not go back.
+    assert tracee.ran_own_code == (meanwhile == "flushed-after-the-read")
+    if not tracee.ran_own_code:
+        tracee.restore(saved)
     tracee.detach(0)
     if meanwhile == "sigstop":
         reap_parents.wait_for(lambda: reap_parents.status(parent.pid)["State"].split()[0] == "T",

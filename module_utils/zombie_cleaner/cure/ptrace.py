@@ -107,6 +107,7 @@ class _PeekSiginfoArgs(ctypes.Structure):
 
 
 _PEEK_BATCH, _PEEK_MAX = 64, 4096       # a thread's own queue holds a few signals; 4096 is read at most
+TRAP_WAIT = 0.5                         # seconds a continue to take a queued trap waits before interrupting
 
 
 class _SyscallUserDispatch(ctypes.Structure):
@@ -205,6 +206,8 @@ class Tracee:
         self.passed_signals = []          # signals passed through, each with its own siginfo
         self.step_pending = False         # a trap of ours may still be queued in it (see take_step_trap)
         self.trap_address = None          # its si_addr: our single step's; None: the loop's int3 (SI_KERNEL)
+        self.own_registers = None         # the tracee's own registers (as it gets them back), set by the caller
+        self.ran_own_code = False         # it ran on while a trap was taken: its registers are current, keep them
         self._regs = Registers()          # scratch for the injection, reused: no allocation per zombie
         self._regs_address = ctypes.addressof(self._regs)
         self._siginfo = _Siginfo()
@@ -446,24 +449,34 @@ class Tracee:
         """Our trap, if it is still queued (read with PTRACE_PEEKSIGINFO, never guessed: another thread
         ignoring SIGTRAP flushes it, and a continue waiting for it would wait forever with the tracee running).
         The tracee is continued until the kernel dequeues it, in its signal-delivery-stop, never delivered.
-        Interrupt and job-control stops on the way are continued through (a job-control stop still in effect
-        is put back by the kernel at the detach). No code of the tracee runs meanwhile: a trap is dequeued
-        before any other signal and before the return to user mode. Returns a signal of the tracee's own that
-        came instead, to pass through, or 0. No time limit: detached with the trap still queued, the tracee
-        would die of it, so a throttled tracee is waited for."""
-        for _ in range(16):
-            if not self.our_trap_queued():
-                self.step_pending = False
-                return 0
+        Before each continue it gets its own registers (own_registers): the trap needs none of ours, and should
+        the queue be flushed between our read and the continue, it runs its own code, not ours. Interrupt and
+        job-control stops on the way are continued through, however many (a job-control stop still in effect
+        is put back by the kernel at the detach); a continue that brings no stop within TRAP_WAIT is
+        interrupted and the queue read again. Returns a signal of the tracee's own that came instead, to pass
+        through (the trap, still queued then, stays pending), or 0. No time limit: detached with the trap still
+        queued, the tracee would die of it."""
+        while self.our_trap_queued():
+            if self.own_registers is not None:
+                self.set_registers(self.own_registers)
             _ptrace(PTRACE_CONT, self.pid, None, None, "PTRACE_CONT")
             self.stopped = False
-            stop = self.wait_stop(None)
+            try:
+                stop = self.wait_stop(time.monotonic() + TRAP_WAIT)
+            except PtraceError as error:
+                if error.errno != errno.ETIMEDOUT:
+                    raise
+                # It ran its own code meanwhile (the trap was flushed after our read): its registers now are
+                # its own and newer than any we hold; the caller must not put older ones back.
+                self.ran_own_code = True
+                _ptrace(PTRACE_INTERRUPT, self.pid, None, None, "PTRACE_INTERRUPT")
+                stop = self.wait_stop(None)
             if stop.kind == "signal" and not (stop.sig == signal.SIGTRAP and stop.code > 0):
                 # Not expected while a trap is queued (it comes first); passed through by the caller, with the
                 # registers back, never here. Still queued, it is taken at the next call.
                 self.step_pending = self.our_trap_queued()
                 return stop.sig
-        self.step_pending = self.our_trap_queued()
+        self.step_pending = False
         return 0
 
     def _take_pending_trap(self):
@@ -472,6 +485,9 @@ class Tracee:
             sig = self.take_step_trap()
             if sig:
                 raise Aborted("a signal of its own arrived (%d)" % sig, Stop("signal", sig, 0, 0), False, None)
+            if self.ran_own_code:
+                raise Aborted("the parent ran its own code while a trap of ours was taken (another thread flushed "
+                              "it): nothing more is run", Stop("interrupt", signal.SIGTRAP, 0, 0), False, None)
 
     def detach(self, sig=0):
         """Detach; sig, from a signal-delivery-stop, is delivered with its own siginfo. Safe to call twice.

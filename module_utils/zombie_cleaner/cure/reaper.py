@@ -603,6 +603,8 @@ class _Injection:
                 return
             self.saved = self.tracee.get_registers()
             self.final, self.final_applied = self.saved.copy(), False
+            self.tracee.own_registers = self.final          # what a trap of ours is taken with (adjusted too)
+            self.tracee.ran_own_code = False                # registers just read: its own, current
             self.skip_reason = self._prepare()
             if self.skip_reason:
                 return
@@ -613,7 +615,7 @@ class _Injection:
             # A signal of the parent's own: registers back, then delivered with its siginfo; stop again.
             self._restore()
             self.tracee.cont(sig)
-            self.saved = self.final = None
+            self.saved = self.final = self.tracee.own_registers = None
 
     def _prepare(self):
         """What only the stopped leader shows; also sets the registers it gets back (self.final)."""
@@ -623,8 +625,19 @@ class _Injection:
         return ((first and self._identity_problem()) or abi_problem(self.saved)
                 or (first and self._seccomp_problem()) or (first and self._dispatch_problem())
                 or (not first and sigtrap_problem(procfs.read_status(self.proc_root, self.pid)))
+                or self._own_fault_problem()
                 or self._syscall_problem()
                 or self._rseq_problem() or self._instruction_problem())
+
+    def _own_fault_problem(self):
+        """A fault or trap of the parent's own queued behind our stop (the kernel reports the stop first): our
+        first step would dequeue it, and it would be taken for ours and never delivered. Left to it."""
+        if self.tracee.step_pending:
+            return None                  # ours, taken before anything else runs (ptrace.Tracee.take_step_trap)
+        for signo, code, _ in self.tracee.queued_signals():
+            if signo in ptrace.SYNCHRONOUS_SIGNALS and code > 0:
+                return "a fault or trap of its own (signal %d) is pending: left to it" % signo
+        return None
 
     def _dispatch_problem(self):
         """Syscall user dispatch (PR_SET_SYSCALL_USER_DISPATCH, as Wine uses it): once its selector, the parent's
@@ -1063,7 +1076,10 @@ class _Injection:
         self.executed.append((zombie, inner, value))
 
     def _restore(self):
-        if not self.tracee.restore(self.final):
+        if self.tracee.ran_own_code:
+            # It ran on with its own registers (ptrace.Tracee.take_step_trap): those are newer than self.final.
+            self.final_applied = True
+        elif not self.tracee.restore(self.final):
             self.restore_mismatch = True
         self.final_applied = True
         if self.tracee.step_pending:
@@ -1090,6 +1106,9 @@ class _Injection:
 
     def _last_unmap(self):
         """Our page still mapped at the end (a pause, a job-control stop, an error): one more try."""
+        if self.tracee.ran_own_code:
+            self.page_error = "the parent ran on meanwhile: no step with registers older than its own"
+            return
         try:
             sig = self._unmap(self.final if self.final is not None else self.saved)
         except ptrace.PtraceError as error:
