@@ -1022,11 +1022,10 @@ def test_a_round_inside_a_handler_that_blocks_sigtrap_is_refused_not_stepped(c_p
             sent.append(os.getpid())
         return real_syscall(self, saved, address, number, args)
     monkeypatch.setattr(ptrace.Tracee, "syscall", queue_then_step)
-    sigtrap_caught = 1 << (signal.SIGTRAP - 1)
-    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & sigtrap_caught
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & SIGTRAP_CAUGHT
     result = reap(parent)
     parent.assert_healthy()
-    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & sigtrap_caught, "its SIGTRAP handler was reset"
+    assert int(reap_parents.status(parent.pid)["SigCgt"], 16) & SIGTRAP_CAUGHT, "its SIGTRAP handler was reset"
     assert result["signals_passed"] == [signal.SIGRTMIN + 1], result
     assert result["verdict"] == "skipped" and "blocks or ignores SIGTRAP" in result["reason"], result
     reap_parents.wait_for(lambda: parent.report()["signals"] == 1, "the handler ran once", timeout=10)

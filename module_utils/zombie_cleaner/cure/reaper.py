@@ -542,7 +542,7 @@ class _Injection:
         self.pass_sig = 0
         self.skip_reason = self.fail_reason = self.error = None
         self.page_unverified = False     # our page could not be read back: never unmapped, reported
-        self.restore_mismatch = self.left_attached = False
+        self.restore_mismatch = False
         self._mem = self._mem_rw = None
         self.programs, self.wait4_loads = [], set()
         self.way = None                  # "loop" once the page ran, "steps" when single steps are used
@@ -573,7 +573,7 @@ class _Injection:
             result = {}
             self.report(result)
         except Exception as error:
-            result = {"verdict": "failed", "left_attached": self.left_attached,
+            result = {"verdict": "failed", "left_attached": self.waits_on is not None,
                       "reason": "the tracer could not say how it went: %r" % (error,)}
         self.send(result)
 
@@ -1009,10 +1009,7 @@ class _Injection:
             raise
         finally:
             self.inject_seconds += time.monotonic() - started
-        if stop.kind != "signal" and after.rip == self.page + LOOP_TRAP_END:
-            # Its int3 ran, and an interrupt, freeze or job-control stop came first: the kernel reports those
-            # before it dequeues signals, so the SIGTRAP may still be queued. Taken before the detach (_restore).
-            self.tracee.step_pending, self.tracee.trap_address = True, None
+        self._note_queued_trap(stop, after.rip)
         inside = self.page <= after.rip <= self.page + LOOP_TRAP_END
         done = min(after.r14, len(chunk)) if inside else len(chunk)
         if inside and after.rip == self.page + LOOP_SYSCALL_END and done < len(chunk):
@@ -1124,20 +1121,24 @@ class _Injection:
         The known way here is a pause landing while the parent runs our code: a task frozen by the cgroup v1
         freezer does not stop for PTRACE_INTERRUPT until it is thawed. At the thaw it stops before it returns to
         user mode, with this process still its tracer: there is no moment without one."""
-        self.left_attached = True
         self.waits_on = ("frozen" if freezer_state(self.proc_root, self.pid) in ("FROZEN", "frozen")
                          else "not stopped")
         self._answer()
         stop = self.tracee.wait_stop(None)
-        # Our single step's syscall, or the loop's int3, ran before this stop: its SIGTRAP may be queued
-        # (take_step_trap reads the queue to know).
-        rip = self.tracee.get_registers().rip
-        if stop.kind != "signal" and rip == self.address + 2:
-            self.tracee.step_pending, self.tracee.trap_address = True, self.address + 2
-        elif stop.kind != "signal" and self.page is not None and rip == self.page + LOOP_TRAP_END:
-            self.tracee.step_pending, self.tracee.trap_address = True, None
+        self._note_queued_trap(stop, self.tracee.get_registers().rip)
         if stop.kind == "signal" and not (stop.sig in ptrace.SYNCHRONOUS_SIGNALS and stop.code > 0):
             self.pass_sig = stop.sig
+
+    def _note_queued_trap(self, stop, rip):
+        """Our single step's syscall, or the loop's int3, ran just before this stop (rip right after it), and the
+        stop is an interrupt, freeze or job-control one, which the kernel reports before it dequeues signals:
+        our SIGTRAP may still be queued. Marked pending; take_step_trap reads the queue to know."""
+        if stop.kind == "signal":
+            return
+        if rip == self.address + 2:
+            self.tracee.step_pending, self.tracee.trap_address = True, self.address + 2
+        elif self.page is not None and rip == self.page + LOOP_TRAP_END:
+            self.tracee.step_pending, self.tracee.trap_address = True, None
 
     def _reaped(self):
         unknown = [zombie for zombie, _, value in self.executed if value is None]
@@ -1161,8 +1162,8 @@ class _Injection:
                           reason="LEFT ATTACHED: the parent's cgroup was frozen while it ran our code, and a frozen "
                                  "task cannot be stopped to restore its registers; tracer process %d outlives "
                                  "the module and restores them when it is thawed" % self.tid)
-        elif self.waits_on or self.left_attached:
-            result.update(verdict="failed", left_attached=True, tracer=self.tid if self.waits_on else None,
+        elif self.waits_on:
+            result.update(verdict="failed", left_attached=True, tracer=self.tid,
                           reason="LEFT ATTACHED: the parent could not be stopped again to restore its registers "
                                  "within %g s past process_timeout; tracer process %d waits on and restores "
                                  "them at its next stop" % (RESTORE_GRACE, self.tid))
